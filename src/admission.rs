@@ -1,0 +1,404 @@
+//! AdmissionReview `admission.k8s.io/v1` wire types and their translation to and from the engine.
+//!
+//! Own types rather than kube's: the API server expects `patch` as a base64 string, and only the
+//! fields the rules read are parsed (borrowing from the request body).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::object::Object;
+use crate::policy::{Decision, EngineError, Operation, Policy, Request, Skip, evaluate};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// Which endpoint is answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Webhook {
+    /// `/mutate`: always allows, returns the patch.
+    Mutate,
+    /// `/validate`: denies on enforced findings, returns warnings.
+    Validate,
+}
+
+impl Webhook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Webhook::Mutate => "mutate",
+            Webhook::Validate => "validate",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: GroupVersionKind<'a>,
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    operation: Cow<'a, str>,
+    #[serde(borrow, default)]
+    object: Option<Object<'a>>,
+    #[serde(borrow, default)]
+    old_object: Option<Object<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupVersionKind<'a> {
+    #[serde(borrow, default)]
+    group: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: BTreeMap<&'static str, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusOut {
+    code: u16,
+    reason: &'static str,
+    message: String,
+}
+
+/// A request hookguard cannot answer with an AdmissionReview: the HTTP layer returns 400.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    #[error("request body is not a valid AdmissionReview: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("AdmissionReview has no `request`")]
+    MissingRequest,
+    #[error("unsupported AdmissionReview apiVersion {0:?}: hookguard speaks admission.k8s.io/v1 only")]
+    UnsupportedVersion(String),
+    #[error("unsupported kind {0:?}: expected AdmissionReview")]
+    UnsupportedKind(String),
+    #[error("unknown operation {0:?}")]
+    UnknownOperation(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What was decided, for metrics and logs (no object content beyond names and rule ids).
+#[derive(Debug)]
+pub struct Outcome {
+    pub operation: Operation,
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub decision: Decision,
+    /// `allowed`, `patched` or `denied`.
+    pub result: &'static str,
+    pub name: String,
+    pub uid: String,
+}
+
+/// Answers one AdmissionReview body: the serialized response and what was decided.
+pub fn review(
+    webhook: Webhook,
+    policy: &Policy,
+    body: &[u8],
+) -> Result<(Vec<u8>, Outcome), AdmissionError> {
+    let review: ReviewIn<'_> = serde_json::from_slice(body)?;
+    if let Some(v) = review.api_version.as_deref()
+        && v != API_VERSION
+    {
+        return Err(AdmissionError::UnsupportedVersion(v.to_owned()));
+    }
+    if let Some(k) = review.kind.as_deref()
+        && k != KIND
+    {
+        return Err(AdmissionError::UnsupportedKind(k.to_owned()));
+    }
+    let req = review.request.ok_or(AdmissionError::MissingRequest)?;
+    let operation = Operation::parse(&req.operation)
+        .ok_or_else(|| AdmissionError::UnknownOperation(req.operation.to_string()))?;
+    let namespace = req.namespace.as_deref().unwrap_or_default();
+    let engine_req = Request {
+        operation,
+        group: &req.kind.group,
+        kind: &req.kind.kind,
+        subresource: req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()),
+        namespace,
+        object: req.object.as_ref(),
+        old_object: req.old_object.as_ref(),
+    };
+    let decision = evaluate(policy, &engine_req)?;
+    let name = req
+        .object
+        .as_ref()
+        .or(req.old_object.as_ref())
+        .map(Object::display_name)
+        .unwrap_or_default();
+
+    let mut response = ResponseOut {
+        uid: &req.uid,
+        allowed: true,
+        status: None,
+        patch: None,
+        patch_type: None,
+        warnings: Vec::new(),
+        audit_annotations: BTreeMap::new(),
+    };
+    let result = match webhook {
+        Webhook::Mutate => {
+            if decision.patch.is_empty() {
+                "allowed"
+            } else {
+                let patch = serde_json::to_vec(&decision.patch)?;
+                response.patch = Some(base64::engine::general_purpose::STANDARD.encode(patch));
+                response.patch_type = Some("JSONPatch");
+                if !decision.mutated.is_empty() {
+                    response
+                        .audit_annotations
+                        .insert("mutated", decision.mutated.join(","));
+                }
+                "patched"
+            }
+        }
+        Webhook::Validate => {
+            response.warnings = decision
+                .warnings
+                .iter()
+                .map(|f| format!("[{}] {}", f.rule, f.message))
+                .collect();
+            // The validating webhook sees the mutated object, so a mutation still pending here
+            // means the mutating webhook did not run (failurePolicy Ignore, or not registered).
+            if !decision.mutated.is_empty() {
+                response.warnings.push(format!(
+                    "hookguard's mutating webhook did not run for this object; not fixed: {}",
+                    decision.mutated.join(", ")
+                ));
+            }
+            let fired = decision.fired_rules();
+            if !fired.is_empty() {
+                response.audit_annotations.insert("rules", fired.join(","));
+            }
+            if decision.allowed() {
+                "allowed"
+            } else {
+                response.allowed = false;
+                response.status = Some(StatusOut {
+                    code: 403,
+                    reason: "Forbidden",
+                    message: denial_message(&req.kind.kind, &name, &decision),
+                });
+                "denied"
+            }
+        }
+    };
+    if !decision.exempted.is_empty() {
+        response
+            .audit_annotations
+            .insert("exempted", decision.exempted.join(","));
+    }
+    let out = ReviewOut {
+        api_version: API_VERSION,
+        kind: KIND,
+        response,
+    };
+    let bytes = serde_json::to_vec(&out)?;
+    let outcome = Outcome {
+        operation,
+        group: req.kind.group.to_string(),
+        kind: req.kind.kind.to_string(),
+        namespace: namespace.to_owned(),
+        result,
+        name,
+        uid: req.uid.to_string(),
+        decision,
+    };
+    Ok((bytes, outcome))
+}
+
+/// The message a user sees after `admission webhook "..." denied the request: `.
+pub fn denial_message(kind: &str, name: &str, decision: &Decision) -> String {
+    let rules: Vec<String> = decision
+        .denials
+        .iter()
+        .map(|f| format!("[{}] {}", f.rule, f.message))
+        .collect();
+    format!(
+        "hookguard: {kind} {name:?} breaks {} hook rule{}: {}",
+        rules.len(),
+        if rules.len() == 1 { "" } else { "s" },
+        rules.join(" | ")
+    )
+}
+
+impl Outcome {
+    /// Whether the request concerned a Helm hook that was judged or counted.
+    pub fn is_hook(&self) -> bool {
+        self.decision.hook.is_some()
+    }
+
+    pub fn skipped(&self) -> Option<Skip> {
+        self.decision.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn envelope(operation: &str, object: Value, old: Value) -> Vec<u8> {
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+                "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+                "name": "t",
+                "namespace": "default",
+                "operation": operation,
+                "userInfo": {"username": "admin", "groups": ["system:masters", "system:authenticated"]},
+                "object": object,
+                "oldObject": old,
+                "dryRun": false,
+                "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn hook_pod() -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "t", "namespace": "default", "annotations": {"helm.sh/hook": "test"}},
+               "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}], "restartPolicy": "Always"}})
+    }
+
+    fn parse(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn mutate_returns_base64_json_patch_and_echoes_uid() {
+        let (bytes, outcome) =
+            review(Webhook::Mutate, &Policy::default(), &envelope("CREATE", hook_pod(), Value::Null)).unwrap();
+        let v = parse(&bytes);
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(v["kind"], "AdmissionReview");
+        assert_eq!(v["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(v["response"]["allowed"], true);
+        assert_eq!(v["response"]["patchType"], "JSONPatch");
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(v["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let ops: Vec<json_patch::PatchOperation> = serde_json::from_slice(&patch).unwrap();
+        let mut obj = hook_pod();
+        json_patch::patch(&mut obj, &ops).unwrap();
+        assert_eq!(obj["spec"]["restartPolicy"], "Never");
+        assert_eq!(obj["metadata"]["labels"]["hookguard.io/hook"], "true");
+        assert_eq!(outcome.result, "patched");
+        assert_eq!(v["response"]["auditAnnotations"]["mutated"], "restart-policy,delete-policy-default");
+    }
+
+    #[test]
+    fn validate_denies_with_every_rule_and_fix() {
+        let mut pod = hook_pod();
+        pod["metadata"]["annotations"]["helm.sh/hook"] = json!("crd-install");
+        pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] = json!("before-hook-creations");
+        let (bytes, outcome) =
+            review(Webhook::Validate, &Policy::default(), &envelope("CREATE", pod, Value::Null)).unwrap();
+        let v = parse(&bytes);
+        assert_eq!(v["response"]["allowed"], false);
+        assert_eq!(v["response"]["status"]["code"], 403);
+        let msg = v["response"]["status"]["message"].as_str().unwrap();
+        assert!(msg.contains("[hook-event-unknown]") && msg.contains("[delete-policy-unknown]"), "{msg}");
+        assert!(msg.starts_with("hookguard: Pod \"t\" breaks 2 hook rules"), "{msg}");
+        assert_eq!(outcome.result, "denied");
+    }
+
+    #[test]
+    fn delete_with_null_object_is_allowed_and_counted() {
+        let (bytes, outcome) =
+            review(Webhook::Validate, &Policy::default(), &envelope("DELETE", Value::Null, hook_pod())).unwrap();
+        let v = parse(&bytes);
+        assert_eq!(v["response"]["allowed"], true);
+        assert!(v["response"].get("patch").is_none());
+        assert!(outcome.is_hook());
+        assert_eq!(outcome.skipped(), Some(Skip::Delete));
+    }
+
+    #[test]
+    fn mutated_object_needs_no_second_patch() {
+        let (bytes, _) =
+            review(Webhook::Mutate, &Policy::default(), &envelope("CREATE", hook_pod(), Value::Null)).unwrap();
+        let v = parse(&bytes);
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(v["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let ops: Vec<json_patch::PatchOperation> = serde_json::from_slice(&patch).unwrap();
+        let mut obj = hook_pod();
+        json_patch::patch(&mut obj, &ops).unwrap();
+        let (bytes, outcome) =
+            review(Webhook::Mutate, &Policy::default(), &envelope("CREATE", obj, Value::Null)).unwrap();
+        assert!(parse(&bytes)["response"].get("patch").is_none());
+        assert_eq!(outcome.result, "allowed");
+    }
+
+    #[test]
+    fn bad_envelopes_are_errors_not_panics() {
+        let p = Policy::default();
+        assert!(matches!(review(Webhook::Mutate, &p, b"{"), Err(AdmissionError::Malformed(_))));
+        assert!(matches!(review(Webhook::Mutate, &p, b"null"), Err(AdmissionError::Malformed(_))));
+        assert!(matches!(review(Webhook::Mutate, &p, b"{}"), Err(AdmissionError::MissingRequest)));
+        assert!(matches!(
+            review(Webhook::Mutate, &p, &{
+                let mut v: Value = serde_json::from_slice(&envelope("CREATE", hook_pod(), Value::Null)).unwrap();
+                v["apiVersion"] = json!("admission.k8s.io/v1beta1");
+                v.to_string().into_bytes()
+            }),
+            Err(AdmissionError::UnsupportedVersion(_))
+        ));
+        let body = envelope("PATCH", hook_pod(), Value::Null);
+        assert!(matches!(review(Webhook::Mutate, &p, &body), Err(AdmissionError::UnknownOperation(_))));
+    }
+}

@@ -1,0 +1,12 @@
+//! hookguard: a Kubernetes admission webhook and policy enforcer for Helm hook resources.
+//!
+//! The [`policy`] engine is pure and shared by the webhook ([`server`]), `lint` and later commands.
+
+pub mod admission;
+pub mod certs;
+pub mod hook;
+pub mod lint;
+pub mod metrics;
+pub mod object;
+pub mod policy;
+pub mod server;

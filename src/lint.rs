@@ -1,0 +1,286 @@
+//! `hookguard lint`: the same engine over rendered manifests (e.g. `helm template` output).
+//!
+//! This is the only place a typo'd hook event can be caught when Helm is the client: Helm silently
+//! drops an object with an unknown event, so it never reaches the cluster or the webhook.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::object::{Object, group_of};
+use crate::policy::{Operation, Policy, Request, evaluate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LintError {
+    #[error("{source_name}: not valid YAML: {message}")]
+    Yaml { source_name: String, message: String },
+}
+
+/// One finding on one object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LintFinding {
+    pub rule: &'static str,
+    /// `deny` (an enforced rule fails), `warn`, or `mutate` (the webhook would fix it).
+    pub action: &'static str,
+    pub message: String,
+}
+
+/// The result for one hook object.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LintedObject {
+    pub source: String,
+    /// 1-based index of the YAML document in its source.
+    pub document: usize,
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub findings: Vec<LintFinding>,
+    /// Set when the object could not be judged (e.g. a Job whose spec has the wrong shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LintedObject {
+    pub fn denied(&self) -> bool {
+        self.error.is_some() || self.findings.iter().any(|f| f.action == "deny")
+    }
+}
+
+/// Lints every hook object in a multi-document YAML text. Objects without `helm.sh/hook` are
+/// skipped; `List` documents are expanded.
+pub fn lint_text(
+    policy: &Policy,
+    source_name: &str,
+    text: &str,
+    namespace: Option<&str>,
+) -> Result<Vec<LintedObject>, LintError> {
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| LintError::Yaml {
+            source_name: source_name.to_owned(),
+            message: e.to_string(),
+        })?;
+    let mut out = Vec::new();
+    for (i, doc) in documents.into_iter().enumerate() {
+        let is_list = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.ends_with("List"))
+            && doc.get("items").is_some_and(Value::is_array);
+        if is_list {
+            if let Some(Value::Array(items)) = doc.get("items") {
+                for item in items {
+                    lint_value(policy, source_name, i + 1, item, namespace, &mut out);
+                }
+            }
+        } else {
+            lint_value(policy, source_name, i + 1, &doc, namespace, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+fn lint_value(
+    policy: &Policy,
+    source_name: &str,
+    document: usize,
+    value: &Value,
+    default_namespace: Option<&str>,
+    out: &mut Vec<LintedObject>,
+) {
+    if !value.is_object() {
+        return;
+    }
+    // Round-trip through JSON text so lint and the webhook read objects with the same parser.
+    let json = value.to_string();
+    let Ok(object) = serde_json::from_str::<Object<'_>>(&json) else {
+        return;
+    };
+    if object.hook().is_none() {
+        return;
+    }
+    let api_version = object.api_version.as_deref().unwrap_or_default().to_owned();
+    let kind = object.kind.as_deref().unwrap_or_default().to_owned();
+    let namespace = object
+        .metadata
+        .as_ref()
+        .and_then(|m| m.namespace.as_deref())
+        .or(default_namespace)
+        .map(str::to_owned);
+    let mut linted = LintedObject {
+        source: source_name.to_owned(),
+        document,
+        api_version: api_version.clone(),
+        kind: kind.clone(),
+        name: object.display_name(),
+        namespace: namespace.clone(),
+        findings: Vec::new(),
+        error: None,
+    };
+    let req = Request {
+        operation: Operation::Create,
+        group: group_of(&api_version),
+        kind: &kind,
+        subresource: false,
+        namespace: namespace.as_deref().unwrap_or_default(),
+        object: Some(&object),
+        old_object: None,
+    };
+    match evaluate(policy, &req) {
+        Err(e) => linted.error = Some(e.to_string()),
+        Ok(decision) => {
+            let mut findings: Vec<LintFinding> = Vec::new();
+            findings.extend(decision.denials.into_iter().map(|f| LintFinding {
+                rule: f.rule,
+                action: "deny",
+                message: f.message,
+            }));
+            findings.extend(decision.warnings.into_iter().map(|f| LintFinding {
+                rule: f.rule,
+                action: "warn",
+                message: f.message,
+            }));
+            for rule in decision.mutated {
+                findings.push(LintFinding {
+                    rule,
+                    action: "mutate",
+                    message: mutation_message(policy, rule, &req),
+                });
+            }
+            linted.findings = findings;
+        }
+    }
+    out.push(linted);
+}
+
+/// The message of a mutating rule, obtained by judging the object again with that rule in `warn`
+/// mode (so the rule's own words explain what the webhook would change).
+fn mutation_message(policy: &Policy, rule: &'static str, req: &Request<'_, '_>) -> String {
+    let mut config = policy.config().clone();
+    config.rules.insert(rule.to_owned(), crate::policy::Mode::Warn);
+    let Ok(as_warn) = Policy::new(config) else {
+        return String::new();
+    };
+    evaluate(&as_warn, req)
+        .ok()
+        .and_then(|d| d.warnings.into_iter().find(|f| f.rule == rule))
+        .map(|f| f.message)
+        .unwrap_or_default()
+}
+
+/// Human-readable report; the last line is a summary.
+pub fn render_text(objects: &[LintedObject]) -> String {
+    let mut out = String::new();
+    let (mut denied, mut warnings, mut mutations) = (0, 0, 0);
+    for o in objects {
+        let ns = o.namespace.as_deref().map(|n| format!(" -n {n}")).unwrap_or_default();
+        out.push_str(&format!(
+            "{} (document {}): {} {}{}\n",
+            o.source, o.document, o.kind, o.name, ns
+        ));
+        if let Some(e) = &o.error {
+            out.push_str(&format!("  ERROR  {e}\n"));
+        }
+        if o.findings.is_empty() && o.error.is_none() {
+            out.push_str("  ok\n");
+        }
+        for f in &o.findings {
+            let tag = match f.action {
+                "deny" => "DENY  ",
+                "warn" => "WARN  ",
+                _ => "MUTATE",
+            };
+            out.push_str(&format!("  {tag} [{}] {}\n", f.rule, f.message));
+            match f.action {
+                "warn" => warnings += 1,
+                "mutate" => mutations += 1,
+                _ => {}
+            }
+        }
+        if o.denied() {
+            denied += 1;
+        }
+    }
+    out.push_str(&format!(
+        "{} hook object{} checked: {denied} would be denied, {warnings} warning{}, {mutations} mutation{} the webhook would apply\n",
+        objects.len(),
+        if objects.len() == 1 { "" } else { "s" },
+        if warnings == 1 { "" } else { "s" },
+        if mutations == 1 { "" } else { "s" },
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RENDERED: &str = r#"---
+# Source: demo/templates/configmap.yaml
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: not-a-hook
+data:
+  a: b
+---
+# Source: demo/templates/typo.yaml
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: demo-migrate
+  annotations:
+    "helm.sh/hook": pre-instal
+    "helm.sh/hook-weight": "-5"
+spec:
+  template:
+    spec:
+      containers:
+        - name: migrate
+          image: busybox:1.36
+---
+---
+# Source: demo/templates/tests/test.yaml
+apiVersion: v1
+kind: Pod
+metadata:
+  name: demo-test
+  annotations:
+    helm.sh/hook: test
+spec:
+  containers:
+    - name: curl
+      image: curlimages/curl:latest
+"#;
+
+    #[test]
+    fn finds_typo_mutations_and_warnings_in_helm_template_output() {
+        let objects = lint_text(&Policy::default(), "rendered.yaml", RENDERED, None).unwrap();
+        assert_eq!(objects.len(), 2, "{objects:#?}");
+        let job = &objects[0];
+        assert_eq!(job.name, "demo-migrate");
+        assert!(job.denied());
+        assert!(job.findings.iter().any(|f| f.rule == "hook-event-unknown" && f.message.contains("pre-install")));
+        assert!(job.findings.iter().any(|f| f.rule == "restart-policy" && f.action == "mutate"));
+        assert!(job.findings.iter().any(|f| f.rule == "job-ttl" && f.message.contains("600")));
+        let pod = &objects[1];
+        assert!(!pod.denied());
+        assert!(pod.findings.iter().any(|f| f.rule == "image-tag" && f.action == "warn"));
+        let text = render_text(&objects);
+        assert!(text.ends_with("2 hook objects checked: 1 would be denied, 1 warning, 5 mutations the webhook would apply\n"), "{text}");
+    }
+
+    #[test]
+    fn invalid_yaml_names_the_source() {
+        let err = lint_text(&Policy::default(), "bad.yaml", "a: [\n", None).unwrap_err();
+        assert!(err.to_string().starts_with("bad.yaml: not valid YAML"), "{err}");
+    }
+
+    #[test]
+    fn lists_are_expanded() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p\n    annotations: {helm.sh/hook: test}\n  spec:\n    restartPolicy: Never\n    containers: [{name: c, image: 'busybox:1.36'}]\n";
+        let objects = lint_text(&Policy::default(), "-", text, None).unwrap();
+        assert_eq!(objects.len(), 1);
+    }
+}

@@ -1,0 +1,220 @@
+//! The `hookguard` command line: serve | lint | certs | version.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use hookguard::lint::{LintedObject, lint_text, render_text};
+use hookguard::policy::{Config, Policy, RULES};
+use hookguard::server::{ServeOptions, serve};
+
+#[derive(Parser)]
+#[command(name = "hookguard", version, about = "Admission webhook and policy enforcer for Helm hook resources")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "HOOKGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info`, `hookguard=debug`).
+    #[arg(long, global = true, env = "HOOKGUARD_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the admission webhook (HTTPS) and the admin server (HTTP).
+    Serve(Box<ServeOptions>),
+    /// Check rendered manifests (e.g. `helm template` output) with the same policy engine.
+    Lint {
+        /// YAML files (multi-document); `-` or nothing reads standard input.
+        files: Vec<PathBuf>,
+        /// Policy file (YAML); the built-in policy when absent.
+        #[arg(long, env = "HOOKGUARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Namespace assumed for objects that do not set one (for namespace exemptions).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// List the rules with their modes under the given policy, and exit.
+        #[arg(long)]
+        list_rules: bool,
+    },
+    /// Certificate helpers.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Generate a CA and a serving certificate (tls.crt, tls.key, ca.crt, ca.key) into a directory.
+    Generate {
+        #[arg(long, default_value = "certs/dev")]
+        out: PathBuf,
+        /// DNS names of the serving certificate (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        dns: Vec<String>,
+        /// IP addresses of the serving certificate (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        ip: Vec<IpAddr>,
+        /// Also add the DNS names of this Service (`NAME.NAMESPACE.svc`, ...), with --namespace.
+        #[arg(long, requires = "namespace")]
+        service: Option<String>,
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Reuse ca.crt/ca.key already in --out (so a registered caBundle stays valid).
+        #[arg(long)]
+        reuse_ca: bool,
+    },
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid --log filter {filter:?}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_format, &cli.log) {
+        eprintln!("hookguard: {e:#}");
+        return ExitCode::from(2);
+    }
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookguard: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(opts) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let (_keep, never) = tokio::sync::watch::channel(false);
+            runtime.block_on(serve(*opts, never))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lint {
+            files,
+            config,
+            namespace,
+            output,
+            list_rules,
+        } => lint(files, config, namespace, output, list_rules),
+        Command::Certs(CertsCommand::Generate {
+            out,
+            mut dns,
+            ip,
+            service,
+            namespace,
+            reuse_ca,
+        }) => {
+            if let (Some(service), Some(namespace)) = (service, namespace) {
+                dns.extend(hookguard::certs::service_dns_names(&service, &namespace));
+            }
+            if dns.is_empty() && ip.is_empty() {
+                anyhow::bail!("give at least one --dns name, --ip address or --service");
+            }
+            let written = hookguard::certs::write_certs(
+                &out,
+                &dns,
+                &ip,
+                reuse_ca,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            println!("CA certificate:      {}", written.ca_cert.display());
+            println!("serving certificate: {}", written.tls_cert.display());
+            println!("serving key:         {}", written.tls_key.display());
+            println!("caBundle:            {}", written.ca_bundle);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("hookguard {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn lint(
+    files: Vec<PathBuf>,
+    config: Option<PathBuf>,
+    namespace: Option<String>,
+    output: OutputFormat,
+    list_rules: bool,
+) -> anyhow::Result<ExitCode> {
+    let policy = match &config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading policy config {}", path.display()))?;
+            Config::from_yaml(&text).with_context(|| format!("policy config {}", path.display()))?
+        }
+        None => Policy::default(),
+    };
+    if list_rules {
+        for rule in RULES {
+            let info = rule.info();
+            let mode = policy.mode(info.id).unwrap_or(info.default_mode);
+            println!("{:<24} {:<8} {}", info.id, mode.to_string(), info.summary);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sources: Vec<PathBuf> = if files.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        files
+    };
+    let mut all: Vec<LintedObject> = Vec::new();
+    for source in sources {
+        let (name, text) = if source.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading standard input")?;
+            ("<stdin>".to_owned(), text)
+        } else {
+            let text = std::fs::read_to_string(&source)
+                .with_context(|| format!("reading {}", source.display()))?;
+            (source.display().to_string(), text)
+        };
+        all.extend(lint_text(&policy, &name, &text, namespace.as_deref())?);
+    }
+    match output {
+        OutputFormat::Text => print!("{}", render_text(&all)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+    }
+    Ok(if all.iter().any(LintedObject::denied) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

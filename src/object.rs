@@ -1,0 +1,256 @@
+//! A typed, borrowing view of only the parts of a Kubernetes object that the rules read.
+//!
+//! Parsing is the dominant cost of a webhook, so nothing here builds a generic JSON tree: strings
+//! borrow from the request body where they can, unknown fields are skipped, and the `spec` is kept
+//! as raw JSON until the engine knows the object is a Pod or a Job (other kinds, including custom
+//! resources, may use any shape under `spec`, so it is never parsed for them).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::hook::HookAnnotations;
+
+/// Label hookguard puts on every hook object it admits, so that watchers can select hooks.
+pub const HOOK_LABEL: &str = "hookguard.io/hook";
+/// Annotation listing the rule ids whose mutations hookguard applied.
+pub const MUTATED_ANNOTATION: &str = "hookguard.io/mutated";
+/// Annotation listing the rule ids an object is exempt from (`*` for all).
+pub const EXEMPT_ANNOTATION: &str = "hookguard.io/exempt";
+
+/// Deserializes an optional string, borrowing it from the input when it has no escapes.
+/// (`#[serde(borrow)]` alone does not make `Option<Cow<str>>` borrow.)
+pub fn opt_cow<'de: 'a, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
+}
+
+/// Any Kubernetes object.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Object<'a> {
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub metadata: Option<Metadata<'a>>,
+    /// Parsed only for Pods and Jobs (see the module comment).
+    #[serde(borrow, default)]
+    pub spec: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata<'a> {
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub generate_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub namespace: Option<Cow<'a, str>>,
+    /// `None` when the object has no labels map at all (a patch must then create it).
+    #[serde(borrow, default)]
+    pub labels: Option<Labels<'a>>,
+    #[serde(borrow, default)]
+    pub annotations: Option<Annotations<'a>>,
+}
+
+/// The labels hookguard reads; all others are skipped while parsing.
+#[derive(Debug, Default, Deserialize)]
+pub struct Labels<'a> {
+    #[serde(rename = "hookguard.io/hook", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub hook: Option<Cow<'a, str>>,
+    #[serde(rename = "app.kubernetes.io/instance", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub instance: Option<Cow<'a, str>>,
+}
+
+/// The annotations hookguard reads; all others are skipped while parsing.
+#[derive(Debug, Default, Deserialize)]
+pub struct Annotations<'a> {
+    #[serde(rename = "helm.sh/hook", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub hook: Option<Cow<'a, str>>,
+    #[serde(rename = "helm.sh/hook-weight", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub weight: Option<Cow<'a, str>>,
+    #[serde(rename = "helm.sh/hook-delete-policy", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub delete_policy: Option<Cow<'a, str>>,
+    #[serde(rename = "helm.sh/hook-output-log-policy", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub output_log_policy: Option<Cow<'a, str>>,
+    #[serde(rename = "hookguard.io/exempt", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub exempt: Option<Cow<'a, str>>,
+    #[serde(rename = "hookguard.io/mutated", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub mutated: Option<Cow<'a, str>>,
+}
+
+impl<'a> Object<'a> {
+    pub fn annotations(&self) -> Option<&Annotations<'a>> {
+        self.metadata.as_ref()?.annotations.as_ref()
+    }
+
+    /// The Helm hook annotations, or `None` when this is not a hook.
+    pub fn hook(&self) -> Option<HookAnnotations> {
+        let a = self.annotations()?;
+        HookAnnotations::parse(
+            a.hook.as_deref(),
+            a.weight.as_deref(),
+            a.delete_policy.as_deref(),
+            a.output_log_policy.as_deref(),
+        )
+    }
+
+    /// `name`, or `generateName*`, or `<unnamed>`: for messages.
+    pub fn display_name(&self) -> String {
+        let meta = self.metadata.as_ref();
+        match (
+            meta.and_then(|m| m.name.as_deref()),
+            meta.and_then(|m| m.generate_name.as_deref()),
+        ) {
+            (Some(name), _) if !name.is_empty() => name.to_owned(),
+            (_, Some(prefix)) if !prefix.is_empty() => format!("{prefix}*"),
+            _ => "<unnamed>".to_owned(),
+        }
+    }
+}
+
+/// The Pod spec fields the rules read. Also the Job's `spec` (which adds the TTL and template).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec<'a> {
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub restart_policy: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub host_network: Option<bool>,
+    #[serde(rename = "hostPID", default)]
+    pub host_pid: Option<bool>,
+    #[serde(rename = "hostIPC", default)]
+    pub host_ipc: Option<bool>,
+    #[serde(borrow, default)]
+    pub containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow, default)]
+    pub init_containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow, default)]
+    pub ephemeral_containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow, default)]
+    pub volumes: Option<Vec<Volume<'a>>>,
+}
+
+impl<'a> PodSpec<'a> {
+    /// Every container with the list it belongs to (for messages).
+    pub fn all_containers(&self) -> impl Iterator<Item = (&'static str, &Container<'a>)> {
+        let containers = self.containers.iter().flatten().map(|c| ("containers", c));
+        let init = self
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| ("initContainers", c));
+        let ephemeral = self
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .map(|c| ("ephemeralContainers", c));
+        containers.chain(init).chain(ephemeral)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec<'a> {
+    #[serde(default)]
+    pub ttl_seconds_after_finished: Option<i64>,
+    #[serde(borrow, default)]
+    pub template: Option<PodTemplate<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PodTemplate<'a> {
+    #[serde(borrow, default)]
+    pub spec: Option<PodSpec<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container<'a> {
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub image: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub security_context: Option<SecurityContext>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext {
+    #[serde(default)]
+    pub privileged: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume<'a> {
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub host_path: Option<HostPath<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HostPath<'a> {
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub path: Option<Cow<'a, str>>,
+}
+
+/// Splits `apiVersion` into its group (`""` for the core group).
+pub fn group_of(api_version: &str) -> &str {
+    match api_version.rsplit_once('/') {
+        Some((group, _version)) => group,
+        None => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_only_what_rules_need_and_borrows() {
+        let json = r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"m","labels":{"a":"b"},
+            "annotations":{"helm.sh/hook":"pre-install","other":"x"}},"spec":{"template":{"spec":{}}},"status":{}}"#;
+        let o: Object = serde_json::from_str(json).unwrap();
+        assert_eq!(o.display_name(), "m");
+        let labels = o.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert!(labels.hook.is_none());
+        assert!(matches!(o.annotations().unwrap().hook, Some(Cow::Borrowed("pre-install"))));
+        assert!(o.spec.is_some());
+        let escaped: Object = serde_json::from_str(r#"{"metadata":{"annotations":{"helm.sh/hook":"pre-\u0069nstall"}}}"#).unwrap();
+        assert_eq!(escaped.annotations().unwrap().hook.as_deref(), Some("pre-install"));
+    }
+
+    #[test]
+    fn missing_maps_are_none_and_nulls_are_accepted() {
+        let o: Object = serde_json::from_str(r#"{"metadata":{"labels":null}}"#).unwrap();
+        assert!(o.metadata.unwrap().labels.is_none());
+        let o: Object = serde_json::from_str(r#"{}"#).unwrap();
+        assert!(o.hook().is_none());
+        assert_eq!(o.display_name(), "<unnamed>");
+    }
+
+    #[test]
+    fn custom_resource_spec_of_any_shape_is_not_parsed() {
+        let json = r#"{"metadata":{"annotations":{"helm.sh/hook":"test"}},"spec":{"containers":"not-a-list","template":7}}"#;
+        let o: Object = serde_json::from_str(json).unwrap();
+        assert!(o.hook().is_some());
+    }
+
+    #[test]
+    fn group_of_api_version() {
+        assert_eq!(group_of("v1"), "");
+        assert_eq!(group_of("batch/v1"), "batch");
+        assert_eq!(group_of("apiextensions.k8s.io/v1"), "apiextensions.k8s.io");
+    }
+}

@@ -1,0 +1,308 @@
+//! `hookguard serve`: the webhook over HTTPS and the admin server over plain HTTP.
+
+pub mod reload;
+pub mod routes;
+pub mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use hyper_util::rt::TokioTimer;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::policy::{Config, ConfigError, Policy};
+pub use routes::{AppState, Limits};
+
+/// Options of `hookguard serve`. Every flag can also be set with a `HOOKGUARD_*` variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeOptions {
+    /// HTTPS address of the webhook (`POST /mutate`, `POST /validate`).
+    #[arg(long, env = "HOOKGUARD_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Plain-HTTP address of the admin server (`/livez`, `/readyz`, `/metrics`).
+    #[arg(long, env = "HOOKGUARD_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// Serving certificate (PEM, leaf first; chains accepted). Reloaded when the file changes.
+    #[arg(long, env = "HOOKGUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "HOOKGUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "HOOKGUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Without --tls-cert/--tls-key: where the self-signed CA and serving certificate are written.
+    #[arg(long, env = "HOOKGUARD_CERT_DIR", default_value = "certs/dev")]
+    pub cert_dir: PathBuf,
+    /// Extra DNS names for the generated serving certificate (localhost is always included).
+    #[arg(long = "dns", env = "HOOKGUARD_DNS", value_delimiter = ',')]
+    pub dns: Vec<String>,
+    /// Extra IP addresses for the generated serving certificate (127.0.0.1 and ::1 are included).
+    #[arg(long = "ip", env = "HOOKGUARD_IP", value_delimiter = ',')]
+    pub ip: Vec<IpAddr>,
+    /// Policy file (YAML). Reloaded when it changes; a bad new file is rejected and the old kept.
+    #[arg(long, env = "HOOKGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// hookguard's own namespace: never judged (no self-deadlock). Defaults to POD_NAMESPACE.
+    #[arg(long, env = "HOOKGUARD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// How often the policy file and certificate files are checked for changes.
+    #[arg(long, env = "HOOKGUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+    /// Largest accepted request body in bytes (larger bodies get 413).
+    #[arg(long, env = "HOOKGUARD_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Time allowed to answer one request (the API server's own timeout is usually shorter).
+    #[arg(long, env = "HOOKGUARD_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Time allowed for a client to send request headers, and for the TLS handshake.
+    #[arg(long, env = "HOOKGUARD_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// On SIGTERM: time between turning /readyz false and no longer accepting connections
+    /// (lets endpoints update; set a few seconds in Kubernetes).
+    #[arg(long, env = "HOOKGUARD_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+    /// On SIGTERM: longest wait for in-flight requests to finish.
+    #[arg(long, env = "HOOKGUARD_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Report the namespace label of hookguard_hook_admissions_total (turn off for clusters with
+    /// very many namespaces).
+    #[arg(long, env = "HOOKGUARD_METRICS_NAMESPACE_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_namespace_label: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("policy config {path}: cannot read: {source}")]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("policy config {path}: {source}")]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: ConfigError,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Loads and validates a policy file.
+pub fn load_policy(path: &std::path::Path) -> Result<(Policy, Vec<u8>), ServeError> {
+    let bytes = std::fs::read(path).map_err(|source| ServeError::ReadConfig {
+        path: path.to_owned(),
+        source,
+    })?;
+    let policy = policy_from_bytes(&bytes).map_err(|source| ServeError::Config {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((policy, bytes))
+}
+
+fn policy_from_bytes(bytes: &[u8]) -> Result<Policy, ConfigError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ConfigError::Parse(format!("not UTF-8: {e}")))?;
+    Config::from_yaml(text)
+}
+
+/// Runs until SIGTERM or SIGINT (or `shutdown` turning true, for tests), then drains.
+pub async fn serve(opts: ServeOptions, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
+    let own_namespace = opts
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_default();
+    let (policy, policy_bytes) = match &opts.config {
+        Some(path) => {
+            let (p, bytes) = load_policy(path)?;
+            tracing::info!(path = %path.display(), "loaded policy config");
+            (p, Some(bytes))
+        }
+        None => {
+            tracing::info!("no --config given: using the built-in policy");
+            (Policy::default(), None)
+        }
+    };
+    let policy = policy.with_exempt_namespace(&own_namespace);
+    let metrics = Metrics::new(opts.metrics_namespace_label);
+    let state = AppState::new(policy, metrics);
+
+    // Certificates: given, or generated into --cert-dir.
+    let (cert_path, key_path) = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let mut dns = vec!["localhost".to_owned()];
+            dns.extend(opts.dns.iter().cloned());
+            let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+            ips.extend(opts.ip.iter().copied());
+            let written = crate::certs::write_certs(
+                &opts.cert_dir,
+                &dns,
+                &ips,
+                true,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            tracing::info!(
+                ca_cert = %written.ca_cert.display(),
+                reused_ca = written.reused_ca,
+                "no --tls-cert given: generated a self-signed serving certificate; register the CA as the webhook caBundle"
+            );
+            println!("hookguard: CA certificate: {}", written.ca_cert.display());
+            println!("hookguard: caBundle: {}", written.ca_bundle);
+            (written.tls_cert, written.tls_key)
+        }
+    };
+    let cert_bytes = std::fs::read(&cert_path).map_err(|source| tls::TlsError::Read {
+        path: cert_path.clone(),
+        source,
+    })?;
+    let key_bytes = std::fs::read(&key_path).map_err(|source| tls::TlsError::Read {
+        path: key_path.clone(),
+        source,
+    })?;
+    let loaded = tls::parse_cert(&cert_bytes, &key_bytes, &cert_path, &key_path)?;
+    if let Some(t) = loaded.not_after {
+        state.metrics.tls_cert_expiry.set(t);
+    }
+    let resolver = Arc::new(tls::ReloadingResolver::new(loaded.key));
+    let server_config = tls::server_config(resolver.clone(), opts.client_ca.as_deref())?;
+    let rustls_config = RustlsConfig::from_config(Arc::new(server_config));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Watch the certificate files.
+    {
+        let state = state.clone();
+        let (cert_path, key_path) = (cert_path.clone(), key_path.clone());
+        reload::watch_files(
+            vec![cert_path.clone(), key_path.clone()],
+            vec![cert_bytes, key_bytes],
+            opts.reload_interval,
+            stop_rx.clone(),
+            move |files| match tls::parse_cert(&files[0], &files[1], &cert_path, &key_path) {
+                Ok(loaded) => {
+                    resolver.replace(loaded.key);
+                    if let Some(t) = loaded.not_after {
+                        state.metrics.tls_cert_expiry.set(t);
+                    }
+                    state.metrics.tls_reloads.get_or_create(&crate::metrics::ResultLabels { result: "success" }).inc();
+                    tracing::info!(cert = %cert_path.display(), "reloaded serving certificate");
+                }
+                Err(e) => {
+                    state.metrics.tls_reloads.get_or_create(&crate::metrics::ResultLabels { result: "failure" }).inc();
+                    tracing::warn!(error = %e, "new serving certificate rejected; keeping the current one");
+                }
+            },
+        );
+    }
+    // Watch the policy file.
+    if let (Some(path), Some(bytes)) = (&opts.config, policy_bytes) {
+        let state = state.clone();
+        let path = path.clone();
+        let own_namespace = own_namespace.clone();
+        reload::watch_files(
+            vec![path.clone()],
+            vec![bytes],
+            opts.reload_interval,
+            stop_rx.clone(),
+            move |files| match policy_from_bytes(&files[0]) {
+                Ok(policy) => {
+                    state.policy.store(Arc::new(policy.with_exempt_namespace(&own_namespace)));
+                    state.metrics.config_reloads.get_or_create(&crate::metrics::ResultLabels { result: "success" }).inc();
+                    tracing::info!(path = %path.display(), "reloaded policy config");
+                }
+                Err(e) => {
+                    state.metrics.config_reloads.get_or_create(&crate::metrics::ResultLabels { result: "failure" }).inc();
+                    tracing::warn!(path = %path.display(), error = %e, "new policy config rejected; keeping the current one");
+                }
+            },
+        );
+    }
+
+    // Admin server (plain HTTP).
+    let admin_listener = tokio::net::TcpListener::bind(opts.admin_addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr: opts.admin_addr, source })?;
+    let admin_addr = admin_listener.local_addr()?;
+    let mut admin_stop = stop_rx.clone();
+    let admin = tokio::spawn(
+        axum::serve(admin_listener, routes::admin_router(state.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+
+    // Webhook server (HTTPS).
+    let listener = std::net::TcpListener::bind(opts.addr)
+        .map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
+        .handshake_timeout(opts.header_read_timeout);
+    let mut server = axum_server::from_tcp(listener)?.acceptor(acceptor).handle(handle.clone());
+    server
+        .http_builder()
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .keep_alive(true);
+    server
+        .http_builder()
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30));
+    let app = routes::webhook_router(
+        state.clone(),
+        Limits {
+            max_body_bytes: opts.max_body_bytes,
+            request_timeout: opts.request_timeout,
+        },
+    );
+    let webhook = tokio::spawn(server.serve(app.into_make_service()));
+
+    state.ready.store(true, Ordering::Relaxed);
+    tracing::info!(%addr, %admin_addr, version = env!("CARGO_PKG_VERSION"), "hookguard serving");
+
+    // Wait for a signal.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = sigterm.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+        _ = shutdown.wait_for(|s| *s) => tracing::info!("shutdown requested: draining"),
+    }
+    state.ready.store(false, Ordering::Relaxed);
+    if !opts.shutdown_delay.is_zero() {
+        tokio::time::sleep(opts.shutdown_delay).await;
+    }
+    handle.graceful_shutdown(Some(opts.shutdown_grace));
+    match webhook.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "webhook server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "webhook server task failed"),
+    }
+    let _ = stop_tx.send(true);
+    let _ = admin.await;
+    tracing::info!("hookguard stopped");
+    Ok(())
+}
