@@ -110,7 +110,9 @@ pub enum AdmissionError {
     Malformed(#[from] serde_json::Error),
     #[error("AdmissionReview has no `request`")]
     MissingRequest,
-    #[error("unsupported AdmissionReview apiVersion {0:?}: hookguard speaks admission.k8s.io/v1 only")]
+    #[error(
+        "unsupported AdmissionReview apiVersion {0:?}: hookguard speaks admission.k8s.io/v1 only"
+    )]
     UnsupportedVersion(String),
     #[error("unsupported kind {0:?}: expected AdmissionReview")]
     UnsupportedKind(String),
@@ -320,8 +322,12 @@ mod tests {
 
     #[test]
     fn mutate_returns_base64_json_patch_and_echoes_uid() {
-        let (bytes, outcome) =
-            review(Webhook::Mutate, &Policy::default(), &envelope("CREATE", hook_pod(), Value::Null)).unwrap();
+        let (bytes, outcome) = review(
+            Webhook::Mutate,
+            &Policy::default(),
+            &envelope("CREATE", hook_pod(), Value::Null),
+        )
+        .unwrap();
         let v = parse(&bytes);
         assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(v["kind"], "AdmissionReview");
@@ -337,29 +343,47 @@ mod tests {
         assert_eq!(obj["spec"]["restartPolicy"], "Never");
         assert_eq!(obj["metadata"]["labels"]["hookguard.io/hook"], "true");
         assert_eq!(outcome.result, "patched");
-        assert_eq!(v["response"]["auditAnnotations"]["mutated"], "restart-policy,delete-policy-default");
+        assert_eq!(
+            v["response"]["auditAnnotations"]["mutated"],
+            "restart-policy,delete-policy-default"
+        );
     }
 
     #[test]
     fn validate_denies_with_every_rule_and_fix() {
         let mut pod = hook_pod();
         pod["metadata"]["annotations"]["helm.sh/hook"] = json!("crd-install");
-        pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] = json!("before-hook-creations");
-        let (bytes, outcome) =
-            review(Webhook::Validate, &Policy::default(), &envelope("CREATE", pod, Value::Null)).unwrap();
+        pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] =
+            json!("before-hook-creations");
+        let (bytes, outcome) = review(
+            Webhook::Validate,
+            &Policy::default(),
+            &envelope("CREATE", pod, Value::Null),
+        )
+        .unwrap();
         let v = parse(&bytes);
         assert_eq!(v["response"]["allowed"], false);
         assert_eq!(v["response"]["status"]["code"], 403);
         let msg = v["response"]["status"]["message"].as_str().unwrap();
-        assert!(msg.contains("[hook-event-unknown]") && msg.contains("[delete-policy-unknown]"), "{msg}");
-        assert!(msg.starts_with("hookguard: Pod \"t\" breaks 2 hook rules"), "{msg}");
+        assert!(
+            msg.contains("[hook-event-unknown]") && msg.contains("[delete-policy-unknown]"),
+            "{msg}"
+        );
+        assert!(
+            msg.starts_with("hookguard: Pod \"t\" breaks 2 hook rules"),
+            "{msg}"
+        );
         assert_eq!(outcome.result, "denied");
     }
 
     #[test]
     fn delete_with_null_object_is_allowed_and_counted() {
-        let (bytes, outcome) =
-            review(Webhook::Validate, &Policy::default(), &envelope("DELETE", Value::Null, hook_pod())).unwrap();
+        let (bytes, outcome) = review(
+            Webhook::Validate,
+            &Policy::default(),
+            &envelope("DELETE", Value::Null, hook_pod()),
+        )
+        .unwrap();
         let v = parse(&bytes);
         assert_eq!(v["response"]["allowed"], true);
         assert!(v["response"].get("patch").is_none());
@@ -369,8 +393,12 @@ mod tests {
 
     #[test]
     fn mutated_object_needs_no_second_patch() {
-        let (bytes, _) =
-            review(Webhook::Mutate, &Policy::default(), &envelope("CREATE", hook_pod(), Value::Null)).unwrap();
+        let (bytes, _) = review(
+            Webhook::Mutate,
+            &Policy::default(),
+            &envelope("CREATE", hook_pod(), Value::Null),
+        )
+        .unwrap();
         let v = parse(&bytes);
         let patch = base64::engine::general_purpose::STANDARD
             .decode(v["response"]["patch"].as_str().unwrap())
@@ -378,8 +406,12 @@ mod tests {
         let ops: Vec<json_patch::PatchOperation> = serde_json::from_slice(&patch).unwrap();
         let mut obj = hook_pod();
         json_patch::patch(&mut obj, &ops).unwrap();
-        let (bytes, outcome) =
-            review(Webhook::Mutate, &Policy::default(), &envelope("CREATE", obj, Value::Null)).unwrap();
+        let (bytes, outcome) = review(
+            Webhook::Mutate,
+            &Policy::default(),
+            &envelope("CREATE", obj, Value::Null),
+        )
+        .unwrap();
         assert!(parse(&bytes)["response"].get("patch").is_none());
         assert_eq!(outcome.result, "allowed");
     }
@@ -387,18 +419,31 @@ mod tests {
     #[test]
     fn bad_envelopes_are_errors_not_panics() {
         let p = Policy::default();
-        assert!(matches!(review(Webhook::Mutate, &p, b"{"), Err(AdmissionError::Malformed(_))));
-        assert!(matches!(review(Webhook::Mutate, &p, b"null"), Err(AdmissionError::Malformed(_))));
-        assert!(matches!(review(Webhook::Mutate, &p, b"{}"), Err(AdmissionError::MissingRequest)));
+        assert!(matches!(
+            review(Webhook::Mutate, &p, b"{"),
+            Err(AdmissionError::Malformed(_))
+        ));
+        assert!(matches!(
+            review(Webhook::Mutate, &p, b"null"),
+            Err(AdmissionError::Malformed(_))
+        ));
+        assert!(matches!(
+            review(Webhook::Mutate, &p, b"{}"),
+            Err(AdmissionError::MissingRequest)
+        ));
         assert!(matches!(
             review(Webhook::Mutate, &p, &{
-                let mut v: Value = serde_json::from_slice(&envelope("CREATE", hook_pod(), Value::Null)).unwrap();
+                let mut v: Value =
+                    serde_json::from_slice(&envelope("CREATE", hook_pod(), Value::Null)).unwrap();
                 v["apiVersion"] = json!("admission.k8s.io/v1beta1");
                 v.to_string().into_bytes()
             }),
             Err(AdmissionError::UnsupportedVersion(_))
         ));
         let body = envelope("PATCH", hook_pod(), Value::Null);
-        assert!(matches!(review(Webhook::Mutate, &p, &body), Err(AdmissionError::UnknownOperation(_))));
+        assert!(matches!(
+            review(Webhook::Mutate, &p, &body),
+            Err(AdmissionError::UnknownOperation(_))
+        ));
     }
 }

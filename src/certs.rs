@@ -73,8 +73,12 @@ pub fn generate_ca(common_name: &str, now: OffsetDateTime) -> Result<Ca, CertErr
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.distinguished_name.push(DnType::CommonName, common_name);
-    params.distinguished_name.push(DnType::OrganizationName, "hookguard");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "hookguard");
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -101,8 +105,13 @@ pub fn generate_serving(
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    let common_name = dns.first().cloned().unwrap_or_else(|| "hookguard".to_owned());
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    let common_name = dns
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "hookguard".to_owned());
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     for name in dns {
         params
             .subject_alt_names

@@ -230,8 +230,8 @@ mod tests {
 
     #[test]
     fn messy_event_list_is_trimmed_and_lower_cased() {
-        let h = HookAnnotations::parse(Some(" Pre-Install , POST-upgrade "), None, None, None)
-            .unwrap();
+        let h =
+            HookAnnotations::parse(Some(" Pre-Install , POST-upgrade "), None, None, None).unwrap();
         assert_eq!(
             h.known_events(),
             vec![HookEvent::PreInstall, HookEvent::PostUpgrade]
@@ -247,7 +247,13 @@ mod tests {
 
     #[test]
     fn unknown_events_make_helm_drop_the_object() {
-        for value in ["crd-install", "test-failure", "", "pre-instal", "pre-install,"] {
+        for value in [
+            "crd-install",
+            "test-failure",
+            "",
+            "pre-instal",
+            "pre-install,",
+        ] {
             let h = HookAnnotations::parse(Some(value), None, None, None).unwrap();
             assert!(h.helm_drops_object(), "{value:?}");
         }
@@ -292,8 +298,13 @@ mod tests {
             absent.effective_delete_policies(),
             vec![DeletePolicy::BeforeHookCreation]
         );
-        let typo = HookAnnotations::parse(Some("pre-install"), None, Some("before-hook-creations"), None)
-            .unwrap();
+        let typo = HookAnnotations::parse(
+            Some("pre-install"),
+            None,
+            Some("before-hook-creations"),
+            None,
+        )
+        .unwrap();
         assert!(typo.effective_delete_policies().is_empty());
         let empty = HookAnnotations::parse(Some("pre-install"), None, Some(""), None).unwrap();
         assert!(empty.effective_delete_policies().is_empty());

@@ -12,7 +12,10 @@ use crate::policy::{Operation, Policy, Request, evaluate};
 #[derive(Debug, thiserror::Error)]
 pub enum LintError {
     #[error("{source_name}: not valid YAML: {message}")]
-    Yaml { source_name: String, message: String },
+    Yaml {
+        source_name: String,
+        message: String,
+    },
 }
 
 /// One finding on one object.
@@ -56,11 +59,10 @@ pub fn lint_text(
     text: &str,
     namespace: Option<&str>,
 ) -> Result<Vec<LintedObject>, LintError> {
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| LintError::Yaml {
-            source_name: source_name.to_owned(),
-            message: e.to_string(),
-        })?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| LintError::Yaml {
+        source_name: source_name.to_owned(),
+        message: e.to_string(),
+    })?;
     let mut out = Vec::new();
     for (i, doc) in documents.into_iter().enumerate() {
         let is_list = doc
@@ -158,7 +160,9 @@ fn lint_value(
 /// mode (so the rule's own words explain what the webhook would change).
 fn mutation_message(policy: &Policy, rule: &'static str, req: &Request<'_, '_>) -> String {
     let mut config = policy.config().clone();
-    config.rules.insert(rule.to_owned(), crate::policy::Mode::Warn);
+    config
+        .rules
+        .insert(rule.to_owned(), crate::policy::Mode::Warn);
     let Ok(as_warn) = Policy::new(config) else {
         return String::new();
     };
@@ -174,7 +178,11 @@ pub fn render_text(objects: &[LintedObject]) -> String {
     let mut out = String::new();
     let (mut denied, mut warnings, mut mutations) = (0, 0, 0);
     for o in objects {
-        let ns = o.namespace.as_deref().map(|n| format!(" -n {n}")).unwrap_or_default();
+        let ns = o
+            .namespace
+            .as_deref()
+            .map(|n| format!(" -n {n}"))
+            .unwrap_or_default();
         out.push_str(&format!(
             "{} (document {}): {} {}{}\n",
             o.source, o.document, o.kind, o.name, ns
@@ -261,12 +269,28 @@ spec:
         let job = &objects[0];
         assert_eq!(job.name, "demo-migrate");
         assert!(job.denied());
-        assert!(job.findings.iter().any(|f| f.rule == "hook-event-unknown" && f.message.contains("pre-install")));
-        assert!(job.findings.iter().any(|f| f.rule == "restart-policy" && f.action == "mutate"));
-        assert!(job.findings.iter().any(|f| f.rule == "job-ttl" && f.message.contains("600")));
+        assert!(
+            job.findings
+                .iter()
+                .any(|f| f.rule == "hook-event-unknown" && f.message.contains("pre-install"))
+        );
+        assert!(
+            job.findings
+                .iter()
+                .any(|f| f.rule == "restart-policy" && f.action == "mutate")
+        );
+        assert!(
+            job.findings
+                .iter()
+                .any(|f| f.rule == "job-ttl" && f.message.contains("600"))
+        );
         let pod = &objects[1];
         assert!(!pod.denied());
-        assert!(pod.findings.iter().any(|f| f.rule == "image-tag" && f.action == "warn"));
+        assert!(
+            pod.findings
+                .iter()
+                .any(|f| f.rule == "image-tag" && f.action == "warn")
+        );
         let text = render_text(&objects);
         assert!(text.ends_with("2 hook objects checked: 1 would be denied, 1 warning, 5 mutations the webhook would apply\n"), "{text}");
     }
@@ -274,7 +298,10 @@ spec:
     #[test]
     fn invalid_yaml_names_the_source() {
         let err = lint_text(&Policy::default(), "bad.yaml", "a: [\n", None).unwrap_err();
-        assert!(err.to_string().starts_with("bad.yaml: not valid YAML"), "{err}");
+        assert!(
+            err.to_string().starts_with("bad.yaml: not valid YAML"),
+            "{err}"
+        );
     }
 
     #[test]

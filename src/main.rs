@@ -13,7 +13,11 @@ use hookguard::policy::{Config, Policy, RULES};
 use hookguard::server::{ServeOptions, serve};
 
 #[derive(Parser)]
-#[command(name = "hookguard", version, about = "Admission webhook and policy enforcer for Helm hook resources")]
+#[command(
+    name = "hookguard",
+    version,
+    about = "Admission webhook and policy enforcer for Helm hook resources"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "HOOKGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -90,7 +94,9 @@ enum CertsCommand {
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid --log filter {filter:?}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -169,7 +169,10 @@ impl Metrics {
         for rule in RULES {
             let info = rule.info();
             let action = if info.mutates { "mutate" } else { "deny" };
-            let _ = rule_findings.get_or_create(&FindingLabels { rule: info.id, action });
+            let _ = rule_findings.get_or_create(&FindingLabels {
+                rule: info.id,
+                action,
+            });
         }
         for scope in ["namespace", "object"] {
             let _ = exemptions.get_or_create(&ExemptionLabels { scope });
@@ -210,8 +213,14 @@ impl Metrics {
         match webhook {
             Webhook::Mutate => decision.mutated.iter().for_each(|r| finding(r, "mutate")),
             Webhook::Validate => {
-                decision.denials.iter().for_each(|f| finding(f.rule, "deny"));
-                decision.warnings.iter().for_each(|f| finding(f.rule, "warn"));
+                decision
+                    .denials
+                    .iter()
+                    .for_each(|f| finding(f.rule, "deny"));
+                decision
+                    .warnings
+                    .iter()
+                    .for_each(|f| finding(f.rule, "warn"));
                 decision.exempted.iter().for_each(|r| finding(r, "exempt"));
                 // Hook churn and exemptions are counted once per request: by the validating
                 // webhook, which sees the final object and DELETEs.
@@ -321,10 +330,7 @@ mod tests {
             "hookguard_build_info",
             "hookguard_exemptions_total",
         ] {
-            assert!(
-                text.contains(name),
-                "{name} missing from:\n{text}"
-            );
+            assert!(text.contains(name), "{name} missing from:\n{text}");
         }
         assert!(text.contains("hookguard_build_info{version=\""));
         assert!(text.ends_with("# EOF\n"));

@@ -64,26 +64,66 @@ pub struct Metadata<'a> {
 /// The labels hookguard reads; all others are skipped while parsing.
 #[derive(Debug, Default, Deserialize)]
 pub struct Labels<'a> {
-    #[serde(rename = "hookguard.io/hook", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    #[serde(
+        rename = "hookguard.io/hook",
+        borrow,
+        default,
+        deserialize_with = "crate::object::opt_cow"
+    )]
     pub hook: Option<Cow<'a, str>>,
-    #[serde(rename = "app.kubernetes.io/instance", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    #[serde(
+        rename = "app.kubernetes.io/instance",
+        borrow,
+        default,
+        deserialize_with = "crate::object::opt_cow"
+    )]
     pub instance: Option<Cow<'a, str>>,
 }
 
 /// The annotations hookguard reads; all others are skipped while parsing.
 #[derive(Debug, Default, Deserialize)]
 pub struct Annotations<'a> {
-    #[serde(rename = "helm.sh/hook", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    #[serde(
+        rename = "helm.sh/hook",
+        borrow,
+        default,
+        deserialize_with = "crate::object::opt_cow"
+    )]
     pub hook: Option<Cow<'a, str>>,
-    #[serde(rename = "helm.sh/hook-weight", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    #[serde(
+        rename = "helm.sh/hook-weight",
+        borrow,
+        default,
+        deserialize_with = "crate::object::opt_cow"
+    )]
     pub weight: Option<Cow<'a, str>>,
-    #[serde(rename = "helm.sh/hook-delete-policy", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    #[serde(
+        rename = "helm.sh/hook-delete-policy",
+        borrow,
+        default,
+        deserialize_with = "crate::object::opt_cow"
+    )]
     pub delete_policy: Option<Cow<'a, str>>,
-    #[serde(rename = "helm.sh/hook-output-log-policy", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    #[serde(
+        rename = "helm.sh/hook-output-log-policy",
+        borrow,
+        default,
+        deserialize_with = "crate::object::opt_cow"
+    )]
     pub output_log_policy: Option<Cow<'a, str>>,
-    #[serde(rename = "hookguard.io/exempt", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    #[serde(
+        rename = "hookguard.io/exempt",
+        borrow,
+        default,
+        deserialize_with = "crate::object::opt_cow"
+    )]
     pub exempt: Option<Cow<'a, str>>,
-    #[serde(rename = "hookguard.io/mutated", borrow, default, deserialize_with = "crate::object::opt_cow")]
+    #[serde(
+        rename = "hookguard.io/mutated",
+        borrow,
+        default,
+        deserialize_with = "crate::object::opt_cow"
+    )]
     pub mutated: Option<Cow<'a, str>>,
 }
 
@@ -225,10 +265,19 @@ mod tests {
         assert_eq!(o.display_name(), "m");
         let labels = o.metadata.as_ref().unwrap().labels.as_ref().unwrap();
         assert!(labels.hook.is_none());
-        assert!(matches!(o.annotations().unwrap().hook, Some(Cow::Borrowed("pre-install"))));
+        assert!(matches!(
+            o.annotations().unwrap().hook,
+            Some(Cow::Borrowed("pre-install"))
+        ));
         assert!(o.spec.is_some());
-        let escaped: Object = serde_json::from_str(r#"{"metadata":{"annotations":{"helm.sh/hook":"pre-\u0069nstall"}}}"#).unwrap();
-        assert_eq!(escaped.annotations().unwrap().hook.as_deref(), Some("pre-install"));
+        let escaped: Object = serde_json::from_str(
+            r#"{"metadata":{"annotations":{"helm.sh/hook":"pre-\u0069nstall"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            escaped.annotations().unwrap().hook.as_deref(),
+            Some("pre-install")
+        );
     }
 
     #[test]

@@ -251,7 +251,10 @@ impl Policy {
         if ttl.default_seconds > i64::from(i32::MAX) {
             return Err(invalid(
                 "jobTtl.defaultSeconds",
-                format!("must fit in an int32 (Kubernetes' type), got {}", ttl.default_seconds),
+                format!(
+                    "must fit in an int32 (Kubernetes' type), got {}",
+                    ttl.default_seconds
+                ),
             ));
         }
         for (i, tag) in config.image_tag.mutable_tags.iter().enumerate() {
@@ -267,7 +270,9 @@ impl Policy {
             if !name.starts_with(|c: char| c.is_ascii_uppercase()) {
                 return Err(invalid(
                     format!("longRunningKinds[{i}]"),
-                    format!("must be a kind such as \"Deployment.apps\" or \"Service\", got {kind:?}"),
+                    format!(
+                        "must be a kind such as \"Deployment.apps\" or \"Service\", got {kind:?}"
+                    ),
                 ));
             }
         }
@@ -331,7 +336,13 @@ impl Policy {
     }
 
     pub fn object_may_exempt(&self, rule: &str) -> bool {
-        self.object_rules_all || self.config.exemptions.object_rules.iter().any(|r| r == rule)
+        self.object_rules_all
+            || self
+                .config
+                .exemptions
+                .object_rules
+                .iter()
+                .any(|r| r == rule)
     }
 }
 
@@ -401,7 +412,8 @@ mod tests {
 
     #[test]
     fn namespace_globs() {
-        let p = Config::from_yaml("exemptions:\n  namespaces: [\"team-*\", kube-system]\n").unwrap();
+        let p =
+            Config::from_yaml("exemptions:\n  namespaces: [\"team-*\", kube-system]\n").unwrap();
         assert!(p.namespace_is_exempt("team-a"));
         assert!(!p.namespace_is_exempt("teams"));
         let p = p.with_exempt_namespace("hookguard");

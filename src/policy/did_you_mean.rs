@@ -29,9 +29,7 @@ pub fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) ->
 
 /// Like [`closest`], but always returns the nearest candidate (for messages that must name one).
 pub fn nearest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
-    candidates
-        .into_iter()
-        .min_by_key(|c| distance(word, c))
+    candidates.into_iter().min_by_key(|c| distance(word, c))
 }
 
 #[cfg(test)]
@@ -51,6 +49,6 @@ mod tests {
         assert_eq!(closest("pre-instal", events), Some("pre-install"));
         assert_eq!(closest("preinstall", events), Some("pre-install"));
         assert_eq!(closest("zzzzzzzz", events), None);
-        assert_eq!(nearest("zzzzzzzz", events).is_some(), true);
+        assert!(nearest("zzzzzzzz", events).is_some());
     }
 }

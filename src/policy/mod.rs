@@ -7,8 +7,8 @@ pub mod rules;
 
 use std::borrow::Cow;
 
-use json_patch::{AddOperation, PatchOperation};
 use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 
 pub use config::{Config, ConfigError, Mode, Policy};
@@ -130,8 +130,11 @@ impl Decision {
         match &self.hook {
             None => Vec::new(),
             Some(h) => {
-                let events: Vec<&'static str> =
-                    h.known_events().into_iter().map(HookEvent::as_str).collect();
+                let events: Vec<&'static str> = h
+                    .known_events()
+                    .into_iter()
+                    .map(HookEvent::as_str)
+                    .collect();
                 if events.is_empty() {
                     vec!["unknown"]
                 } else {
@@ -294,8 +297,7 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
         let Some(violation) = rule.check(&ctx) else {
             continue;
         };
-        if policy.object_may_exempt(info.id)
-            && exempt_list.iter().any(|e| e == "*" || e == info.id)
+        if policy.object_may_exempt(info.id) && exempt_list.iter().any(|e| e == "*" || e == info.id)
         {
             decision.exempted.push(info.id);
             continue;
@@ -320,17 +322,27 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
     Ok(decision)
 }
 
-fn parse_workload<'a>(group: &str, kind: &str, object: &Object<'a>) -> Result<Workload<'a>, EngineError> {
+fn parse_workload<'a>(
+    group: &str,
+    kind: &str,
+    object: &Object<'a>,
+) -> Result<Workload<'a>, EngineError> {
     let Some(raw) = object.spec else {
         return Ok(Workload::Other);
     };
     match (group, kind) {
         ("", "Pod") => serde_json::from_str(raw.get())
             .map(Workload::Pod)
-            .map_err(|source| EngineError::Spec { kind: "Pod", source }),
+            .map_err(|source| EngineError::Spec {
+                kind: "Pod",
+                source,
+            }),
         ("batch", "Job") => serde_json::from_str(raw.get())
             .map(Workload::Job)
-            .map_err(|source| EngineError::Spec { kind: "Job", source }),
+            .map_err(|source| EngineError::Spec {
+                kind: "Job",
+                source,
+            }),
         _ => Ok(Workload::Other),
     }
 }

@@ -119,13 +119,16 @@ pub fn load_policy(path: &std::path::Path) -> Result<(Policy, Vec<u8>), ServeErr
 }
 
 fn policy_from_bytes(bytes: &[u8]) -> Result<Policy, ConfigError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| ConfigError::Parse(format!("not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| ConfigError::Parse(format!("not UTF-8: {e}")))?;
     Config::from_yaml(text)
 }
 
 /// Runs until SIGTERM or SIGINT (or `shutdown` turning true, for tests), then drains.
-pub async fn serve(opts: ServeOptions, mut shutdown: watch::Receiver<bool>) -> Result<(), ServeError> {
+pub async fn serve(
+    opts: ServeOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
     let own_namespace = opts
         .namespace
         .clone()
@@ -152,7 +155,8 @@ pub async fn serve(opts: ServeOptions, mut shutdown: watch::Receiver<bool>) -> R
         _ => {
             let mut dns = vec!["localhost".to_owned()];
             dns.extend(opts.dns.iter().cloned());
-            let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+            let mut ips: Vec<IpAddr> =
+                vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
             ips.extend(opts.ip.iter().copied());
             let written = crate::certs::write_certs(
                 &opts.cert_dir,
@@ -204,11 +208,19 @@ pub async fn serve(opts: ServeOptions, mut shutdown: watch::Receiver<bool>) -> R
                     if let Some(t) = loaded.not_after {
                         state.metrics.tls_cert_expiry.set(t);
                     }
-                    state.metrics.tls_reloads.get_or_create(&crate::metrics::ResultLabels { result: "success" }).inc();
+                    state
+                        .metrics
+                        .tls_reloads
+                        .get_or_create(&crate::metrics::ResultLabels { result: "success" })
+                        .inc();
                     tracing::info!(cert = %cert_path.display(), "reloaded serving certificate");
                 }
                 Err(e) => {
-                    state.metrics.tls_reloads.get_or_create(&crate::metrics::ResultLabels { result: "failure" }).inc();
+                    state
+                        .metrics
+                        .tls_reloads
+                        .get_or_create(&crate::metrics::ResultLabels { result: "failure" })
+                        .inc();
                     tracing::warn!(error = %e, "new serving certificate rejected; keeping the current one");
                 }
             },
@@ -226,12 +238,22 @@ pub async fn serve(opts: ServeOptions, mut shutdown: watch::Receiver<bool>) -> R
             stop_rx.clone(),
             move |files| match policy_from_bytes(&files[0]) {
                 Ok(policy) => {
-                    state.policy.store(Arc::new(policy.with_exempt_namespace(&own_namespace)));
-                    state.metrics.config_reloads.get_or_create(&crate::metrics::ResultLabels { result: "success" }).inc();
+                    state
+                        .policy
+                        .store(Arc::new(policy.with_exempt_namespace(&own_namespace)));
+                    state
+                        .metrics
+                        .config_reloads
+                        .get_or_create(&crate::metrics::ResultLabels { result: "success" })
+                        .inc();
                     tracing::info!(path = %path.display(), "reloaded policy config");
                 }
                 Err(e) => {
-                    state.metrics.config_reloads.get_or_create(&crate::metrics::ResultLabels { result: "failure" }).inc();
+                    state
+                        .metrics
+                        .config_reloads
+                        .get_or_create(&crate::metrics::ResultLabels { result: "failure" })
+                        .inc();
                     tracing::warn!(path = %path.display(), error = %e, "new policy config rejected; keeping the current one");
                 }
             },
@@ -241,7 +263,10 @@ pub async fn serve(opts: ServeOptions, mut shutdown: watch::Receiver<bool>) -> R
     // Admin server (plain HTTP).
     let admin_listener = tokio::net::TcpListener::bind(opts.admin_addr)
         .await
-        .map_err(|source| ServeError::Bind { addr: opts.admin_addr, source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: opts.admin_addr,
+            source,
+        })?;
     let admin_addr = admin_listener.local_addr()?;
     let mut admin_stop = stop_rx.clone();
     let admin = tokio::spawn(
@@ -253,14 +278,18 @@ pub async fn serve(opts: ServeOptions, mut shutdown: watch::Receiver<bool>) -> R
     );
 
     // Webhook server (HTTPS).
-    let listener = std::net::TcpListener::bind(opts.addr)
-        .map_err(|source| ServeError::Bind { addr: opts.addr, source })?;
+    let listener = std::net::TcpListener::bind(opts.addr).map_err(|source| ServeError::Bind {
+        addr: opts.addr,
+        source,
+    })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let handle: Handle<SocketAddr> = Handle::new();
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
         .handshake_timeout(opts.header_read_timeout);
-    let mut server = axum_server::from_tcp(listener)?.acceptor(acceptor).handle(handle.clone());
+    let mut server = axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
+        .handle(handle.clone());
     server
         .http_builder()
         .http1()

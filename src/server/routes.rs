@@ -84,7 +84,10 @@ fn error_response(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message, "status": status.as_u16() }).to_string();
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()
@@ -156,7 +159,10 @@ fn answer(
             }
             (
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 bytes,
             )
                 .into_response()

@@ -74,12 +74,11 @@ pub fn parse_cert(
         path: key_path.to_owned(),
         message: e.to_string(),
     })?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
-        TlsError::BadKey {
+    let signing =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| TlsError::BadKey {
             path: key_path.to_owned(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let certified = CertifiedKey::new(chain, signing);
     certified.keys_match().map_err(|e| TlsError::Mismatch {
         cert: cert_path.to_owned(),

@@ -37,8 +37,8 @@ impl Rule for DeletePolicyDefault {
 #[cfg(test)]
 mod tests {
     use crate::policy::Operation;
-    use crate::policy::rules::testing::*;
     use crate::policy::Policy;
+    use crate::policy::rules::testing::*;
 
     #[test]
     fn absent_policy_gets_before_hook_creation_on_create_and_update() {
@@ -50,16 +50,21 @@ mod tests {
                 v["metadata"]["annotations"]["helm.sh/hook-delete-policy"],
                 "before-hook-creation"
             );
-            assert!(v["metadata"]["annotations"]["hookguard.io/mutated"]
-                .as_str()
-                .unwrap()
-                .contains("delete-policy-default"));
+            assert!(
+                v["metadata"]["annotations"]["hookguard.io/mutated"]
+                    .as_str()
+                    .unwrap()
+                    .contains("delete-policy-default")
+            );
         }
     }
 
     #[test]
     fn present_policy_is_left_alone() {
-        let j = job(r#""helm.sh/hook": "pre-install", "helm.sh/hook-delete-policy": "hook-failed""#, "Never");
+        let j = job(
+            r#""helm.sh/hook": "pre-install", "helm.sh/hook-delete-policy": "hook-failed""#,
+            "Never",
+        );
         assert!(!fired(&judge(&j), "delete-policy-default"));
     }
 }

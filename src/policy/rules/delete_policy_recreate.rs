@@ -38,21 +38,33 @@ mod tests {
 
     #[test]
     fn hook_succeeded_alone_warns_with_suggestion() {
-        let j = job(r#""helm.sh/hook": "post-install", "helm.sh/hook-delete-policy": "hook-succeeded""#, "Never");
+        let j = job(
+            r#""helm.sh/hook": "post-install", "helm.sh/hook-delete-policy": "hook-succeeded""#,
+            "Never",
+        );
         let d = judge(&j);
         assert!(d.allowed());
         let msg = warning(&d, "delete-policy-recreate");
-        assert!(msg.contains("\"before-hook-creation,hook-succeeded\""), "{msg}");
+        assert!(
+            msg.contains("\"before-hook-creation,hook-succeeded\""),
+            "{msg}"
+        );
     }
 
     #[test]
     fn absent_policy_does_not_warn() {
-        assert!(!fired(&judge(&job(r#""helm.sh/hook": "post-install""#, "Never")), "delete-policy-recreate"));
+        assert!(!fired(
+            &judge(&job(r#""helm.sh/hook": "post-install""#, "Never")),
+            "delete-policy-recreate"
+        ));
     }
 
     #[test]
     fn policy_with_before_hook_creation_does_not_warn() {
-        let j = job(r#""helm.sh/hook": "post-install", "helm.sh/hook-delete-policy": "hook-succeeded, before-hook-creation""#, "Never");
+        let j = job(
+            r#""helm.sh/hook": "post-install", "helm.sh/hook-delete-policy": "hook-succeeded, before-hook-creation""#,
+            "Never",
+        );
         assert!(!fired(&judge(&j), "delete-policy-recreate"));
     }
 }

@@ -49,15 +49,27 @@ mod tests {
     use crate::policy::rules::testing::*;
 
     fn with_policy(p: &str) -> String {
-        job(&format!(r#""helm.sh/hook": "pre-install", "helm.sh/hook-delete-policy": "{p}""#), "")
+        job(
+            &format!(r#""helm.sh/hook": "pre-install", "helm.sh/hook-delete-policy": "{p}""#),
+            "",
+        )
     }
 
     #[test]
     fn typo_is_denied_naming_value_and_nearest() {
-        let msg = denial(&judge(&with_policy("before-hook-creations")), "delete-policy-unknown");
+        let msg = denial(
+            &judge(&with_policy("before-hook-creations")),
+            "delete-policy-unknown",
+        );
         assert!(msg.contains("\"before-hook-creations\""), "{msg}");
-        assert!(msg.contains("did you mean \"before-hook-creation\""), "{msg}");
-        let msg = denial(&judge(&with_policy("hook-suceeded,hook-failed")), "delete-policy-unknown");
+        assert!(
+            msg.contains("did you mean \"before-hook-creation\""),
+            "{msg}"
+        );
+        let msg = denial(
+            &judge(&with_policy("hook-suceeded,hook-failed")),
+            "delete-policy-unknown",
+        );
         assert!(msg.contains("did you mean \"hook-succeeded\""), "{msg}");
     }
 
@@ -74,7 +86,10 @@ mod tests {
             "hook-succeeded,before-hook-creation",
             " Before-Hook-Creation ",
         ] {
-            assert!(!fired(&judge(&with_policy(p)), "delete-policy-unknown"), "{p}");
+            assert!(
+                !fired(&judge(&with_policy(p)), "delete-policy-unknown"),
+                "{p}"
+            );
         }
     }
 }

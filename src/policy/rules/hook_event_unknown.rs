@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn messy_but_valid_list_passes() {
-        let d = judge(&job(r#""helm.sh/hook": " Pre-Install , POST-upgrade ""#, ""));
+        let d = judge(&job(
+            r#""helm.sh/hook": " Pre-Install , POST-upgrade ""#,
+            "",
+        ));
         assert!(!fired(&d, "hook-event-unknown"));
         let d = judge(&job(r#""helm.sh/hook": "test-success""#, ""));
         assert!(!fired(&d, "hook-event-unknown"));

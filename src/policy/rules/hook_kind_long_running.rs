@@ -17,12 +17,7 @@ impl Rule for HookKindLongRunning {
 
     fn check(&self, ctx: &Context<'_, '_>) -> Option<Violation> {
         let qualified = ctx.qualified_kind();
-        let listed = ctx
-            .policy
-            .config()
-            .long_running_kinds
-            .iter()
-            .any(|k| *k == qualified);
+        let listed = ctx.policy.config().long_running_kinds.contains(&qualified);
         if !listed {
             return None;
         }
@@ -53,10 +48,21 @@ mod tests {
 
     #[test]
     fn deployment_and_service_are_denied() {
-        assert!(denial(&judge(&object("apps/v1", "Deployment")), "hook-kind-long-running")
-            .contains("Deployment.apps cannot be a Helm hook"));
-        assert!(fired(&judge(&object("v1", "Service")), "hook-kind-long-running"));
-        assert!(fired(&judge(&object("apps/v1", "DaemonSet")), "hook-kind-long-running"));
+        assert!(
+            denial(
+                &judge(&object("apps/v1", "Deployment")),
+                "hook-kind-long-running"
+            )
+            .contains("Deployment.apps cannot be a Helm hook")
+        );
+        assert!(fired(
+            &judge(&object("v1", "Service")),
+            "hook-kind-long-running"
+        ));
+        assert!(fired(
+            &judge(&object("apps/v1", "DaemonSet")),
+            "hook-kind-long-running"
+        ));
     }
 
     #[test]

@@ -45,7 +45,10 @@ mod tests {
     use crate::policy::rules::testing::*;
 
     fn weighted(w: &str) -> String {
-        job(&format!(r#""helm.sh/hook": "pre-install", "helm.sh/hook-weight": "{w}""#), "")
+        job(
+            &format!(r#""helm.sh/hook": "pre-install", "helm.sh/hook-weight": "{w}""#),
+            "",
+        )
     }
 
     #[test]
@@ -67,6 +70,9 @@ mod tests {
 
     #[test]
     fn absent_weight_is_fine() {
-        assert!(!fired(&judge(&job(r#""helm.sh/hook": "pre-install""#, "")), "hook-weight-invalid"));
+        assert!(!fired(
+            &judge(&job(r#""helm.sh/hook": "pre-install""#, "")),
+            "hook-weight-invalid"
+        ));
     }
 }

@@ -32,12 +32,12 @@ impl Rule for ImageTag {
                 let image = c.image.as_deref()?;
                 let name = c.name.as_deref().unwrap_or_default();
                 match tag_of(image) {
-                    None if cfg.require_tag => {
-                        Some(format!("container {name:?} image {image:?} has no tag (means :latest)"))
-                    }
-                    Some(tag) if cfg.mutable_tags.iter().any(|m| m == tag) => {
-                        Some(format!("container {name:?} image {image:?} uses mutable tag {tag:?}"))
-                    }
+                    None if cfg.require_tag => Some(format!(
+                        "container {name:?} image {image:?} has no tag (means :latest)"
+                    )),
+                    Some(tag) if cfg.mutable_tags.iter().any(|m| m == tag) => Some(format!(
+                        "container {name:?} image {image:?} uses mutable tag {tag:?}"
+                    )),
                     _ => None,
                 }
             })
@@ -72,7 +72,11 @@ mod tests {
 
     #[test]
     fn latest_warns_and_allows() {
-        let j = with(&job(HOOK, "Never"), "/spec/template/spec/containers/0/image", json!("curlimages/curl:latest"));
+        let j = with(
+            &job(HOOK, "Never"),
+            "/spec/template/spec/containers/0/image",
+            json!("curlimages/curl:latest"),
+        );
         let d = judge(&j);
         assert!(d.allowed());
         assert!(warning(&d, "image-tag").contains("mutable tag \"latest\""));
@@ -80,16 +84,28 @@ mod tests {
 
     #[test]
     fn untagged_warns_pinned_passes() {
-        let p = with(&pod(HOOK, "Never"), "/spec/containers/0/image", json!("busybox"));
+        let p = with(
+            &pod(HOOK, "Never"),
+            "/spec/containers/0/image",
+            json!("busybox"),
+        );
         assert!(warning(&judge(&p), "image-tag").contains("has no tag"));
-        let p = with(&pod(HOOK, "Never"), "/spec/containers/0/image", json!("busybox@sha256:0123"));
+        let p = with(
+            &pod(HOOK, "Never"),
+            "/spec/containers/0/image",
+            json!("busybox@sha256:0123"),
+        );
         assert!(!fired(&judge(&p), "image-tag"));
     }
 
     #[test]
     fn enforce_mode_denies() {
         let policy = crate::policy::Config::from_yaml("rules:\n  image-tag: enforce\n").unwrap();
-        let p = with(&pod(HOOK, "Never"), "/spec/containers/0/image", json!("busybox:latest"));
+        let p = with(
+            &pod(HOOK, "Never"),
+            "/spec/containers/0/image",
+            json!("busybox:latest"),
+        );
         let d = judge_with(&policy, &p, crate::policy::Operation::Create);
         assert!(!d.allowed());
     }

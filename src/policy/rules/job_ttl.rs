@@ -48,7 +48,10 @@ impl Rule for JobTtl {
         };
         Some(Violation::with_patch(
             message,
-            vec![add_op(["spec", "ttlSecondsAfterFinished"], Value::from(value))],
+            vec![add_op(
+                ["spec", "ttlSecondsAfterFinished"],
+                Value::from(value),
+            )],
         ))
     }
 }
@@ -65,21 +68,35 @@ mod tests {
     #[test]
     fn missing_ttl_gets_default() {
         let j = job(HOOK, "Never");
-        assert_eq!(patched(&j, &judge(&j))["spec"]["ttlSecondsAfterFinished"], 600);
+        assert_eq!(
+            patched(&j, &judge(&j))["spec"]["ttlSecondsAfterFinished"],
+            600
+        );
     }
 
     #[test]
     fn zero_and_low_ttl_are_raised_to_the_floor() {
         for low in [0, 5, 59] {
-            let j = with(&job(HOOK, "Never"), "/spec/ttlSecondsAfterFinished", json!(low));
-            assert_eq!(patched(&j, &judge(&j))["spec"]["ttlSecondsAfterFinished"], 60);
+            let j = with(
+                &job(HOOK, "Never"),
+                "/spec/ttlSecondsAfterFinished",
+                json!(low),
+            );
+            assert_eq!(
+                patched(&j, &judge(&j))["spec"]["ttlSecondsAfterFinished"],
+                60
+            );
         }
     }
 
     #[test]
     fn ttl_at_or_above_floor_is_kept() {
         for ok in [60, 3600] {
-            let j = with(&job(HOOK, "Never"), "/spec/ttlSecondsAfterFinished", json!(ok));
+            let j = with(
+                &job(HOOK, "Never"),
+                "/spec/ttlSecondsAfterFinished",
+                json!(ok),
+            );
             assert!(!fired(&judge(&j), "job-ttl"));
         }
     }
@@ -87,11 +104,15 @@ mod tests {
     #[test]
     fn configured_values_are_used_and_update_is_untouched() {
         let policy =
-            crate::policy::Config::from_yaml("jobTtl:\n  defaultSeconds: 5\n  floorSeconds: 2\n").unwrap();
+            crate::policy::Config::from_yaml("jobTtl:\n  defaultSeconds: 5\n  floorSeconds: 2\n")
+                .unwrap();
         let j = job(HOOK, "Never");
         let d = judge_with(&policy, &j, Operation::Create);
         assert_eq!(patched(&j, &d)["spec"]["ttlSecondsAfterFinished"], 5);
-        assert!(!fired(&judge_with(&Policy::default(), &j, Operation::Update), "job-ttl"));
+        assert!(!fired(
+            &judge_with(&Policy::default(), &j, Operation::Update),
+            "job-ttl"
+        ));
     }
 
     #[test]

@@ -59,7 +59,10 @@ mod tests {
     fn ids_are_unique_kebab_case() {
         let mut ids: Vec<&str> = RULES.iter().map(|r| r.info().id).collect();
         for id in &ids {
-            assert!(id.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{id}");
+            assert!(
+                id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{id}"
+            );
         }
         ids.sort();
         ids.dedup();

@@ -70,7 +70,10 @@ mod tests {
             json!({"privileged": true}),
         );
         let msg = denial(&judge(&j), "pod-security");
-        assert!(msg.contains("containers \"migrate\" is privileged"), "{msg}");
+        assert!(
+            msg.contains("containers \"migrate\" is privileged"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -33,8 +33,14 @@ impl Rule for RestartPolicy {
             _ => "a hook Pod that restarts forever never finishes, so helm waits until its timeout",
         };
         Some(Violation::with_patch(
-            format!("{at}/restartPolicy is Always (the default when unset): {why}; set restartPolicy: Never"),
-            vec![add_under(at, "restartPolicy", Value::String("Never".to_owned()))],
+            format!(
+                "{at}/restartPolicy is Always (the default when unset): {why}; set restartPolicy: Never"
+            ),
+            vec![add_under(
+                at,
+                "restartPolicy",
+                Value::String("Never".to_owned()),
+            )],
         ))
     }
 }
@@ -58,7 +64,10 @@ mod tests {
     fn job_template_gets_never() {
         let j = job(r#""helm.sh/hook": "pre-install,pre-upgrade""#, "Always");
         let d = judge(&j);
-        assert_eq!(patched(&j, &d)["spec"]["template"]["spec"]["restartPolicy"], "Never");
+        assert_eq!(
+            patched(&j, &d)["spec"]["template"]["spec"]["restartPolicy"],
+            "Never"
+        );
     }
 
     #[test]

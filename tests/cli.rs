@@ -1,0 +1,257 @@
+//! The `hookguard` binary: lint, certs, version, config errors, and SIGTERM handling.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hookguard"));
+    // Do not inherit configuration from the environment of whoever runs the tests.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HOOKGUARD_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn fixture_path(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = bin().arg("version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("hookguard {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn lint_of_a_clean_chart_exits_0_and_reports_mutations_and_warnings() {
+    let out = bin()
+        .args(["lint", &fixture_path("rendered-chart.yaml")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Job shop-db-migrate"), "{text}");
+    assert!(text.contains("MUTATE [restart-policy]"), "{text}");
+    assert!(text.contains("WARN   [image-tag]"), "{text}");
+    assert!(text.contains("WARN   [delete-policy-recreate]"), "{text}");
+    assert!(
+        !text.contains("ServiceAccount"),
+        "non-hooks are skipped: {text}"
+    );
+    assert!(text.trim_end().ends_with("3 hook objects checked: 0 would be denied, 2 warnings, 6 mutations the webhook would apply"), "{text}");
+}
+
+#[test]
+fn lint_catches_the_typo_helm_would_silently_drop() {
+    let out = bin()
+        .args([
+            "lint",
+            "--output",
+            "json",
+            &fixture_path("rendered-typo.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = v[0]["findings"].as_array().unwrap();
+    let rules: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["action"] == "deny")
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, vec!["hook-event-unknown", "delete-policy-unknown"]);
+    assert!(
+        findings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean \"post-delete\"")
+    );
+}
+
+#[test]
+fn lint_reads_standard_input() {
+    let mut child = bin()
+        .args(["lint", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            std::fs::read(fixture_path("rendered-typo.yaml"))
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("<stdin> (document 1): Job shop-cleanup")
+    );
+}
+
+#[test]
+fn lint_list_rules_shows_modes_from_the_config() {
+    let dir = common::temp_dir("list-rules");
+    let config = dir.join("p.yaml");
+    std::fs::write(&config, "rules:\n  image-tag: enforce\n").unwrap();
+    let out = bin()
+        .args(["lint", "--list-rules", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("image-tag") && l.contains("enforce")),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), hookguard::policy::RULES.len());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_config_is_rejected_at_startup_naming_the_field() {
+    let dir = common::temp_dir("bad-config");
+    let config = dir.join("p.yaml");
+    std::fs::write(&config, "jobTtl:\n  defaultSeconds: 10\n").unwrap();
+    let out = bin()
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jobTtl.defaultSeconds"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn certs_generate_writes_a_usable_pair_for_a_service() {
+    let dir = common::temp_dir("certs");
+    let out = bin()
+        .args([
+            "certs",
+            "generate",
+            "--out",
+            dir.to_str().unwrap(),
+            "--service",
+            "hookguard",
+            "--namespace",
+            "hookguard",
+            "--ip",
+            "10.0.0.7",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let bundle = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("caBundle:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(bundle)
+        .unwrap();
+    assert_eq!(ca, std::fs::read(dir.join("ca.crt")).unwrap());
+    let pem = std::fs::read(dir.join("tls.crt")).unwrap();
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(&pem)
+        .map(|d: rustls_pki_types::CertificateDer| d)
+        .unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let sans = cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        sans.iter().any(|s| s.contains("hookguard.hookguard.svc")),
+        "{sans:?}"
+    );
+    assert!(
+        sans.iter().any(|s| s == "IPAddress(0a:00:00:07)"),
+        "{sans:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn sigterm_turns_readiness_off_then_exits_cleanly() {
+    let dir = common::temp_dir("sigterm");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let mut child = bin()
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--admin-addr",
+            &format!("127.0.0.1:{admin}"),
+            "--cert-dir",
+            dir.join("certs").to_str().unwrap(),
+            "--shutdown-delay",
+            "1500ms",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(common::wait_ready(&readyz));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // During the shutdown delay the process still answers, but reports not ready.
+    let code = rt.block_on(async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        reqwest::get(&readyz).await.unwrap().status()
+    });
+    assert_eq!(code, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
