@@ -426,4 +426,18 @@ mod tests {
         assert!(err.to_string().contains("apiVersion"), "{err}");
         Config::from_yaml("apiVersion: hookguard.io/v1alpha1\nkind: PolicyConfig\n").unwrap();
     }
+
+    #[test]
+    fn shipped_example_documents_exactly_the_defaults() {
+        let text = include_str!("../../examples/policy.yaml");
+        let p = Config::from_yaml(text).unwrap();
+        let mut expected = Config::default();
+        expected.api_version = Some(CONFIG_API_VERSION.to_owned());
+        expected.kind = Some(CONFIG_KIND.to_owned());
+        for rule in RULES {
+            let info = rule.info();
+            expected.rules.insert(info.id.to_owned(), info.default_mode);
+        }
+        assert_eq!(p.config(), &expected);
+    }
 }

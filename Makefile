@@ -1,0 +1,48 @@
+# hookguard — developer entry points. `make test` is what CI runs.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+
+.PHONY: all build run test check unit e2e tools bench load-test fmt clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+## Run hookguard with zero config (self-signed TLS in certs/dev, built-in policy).
+run:
+	$(CARGO) run --release --locked -- serve
+
+## Everything: formatting, lints, unit and integration tests, and the real-cluster suite.
+test: check unit e2e
+
+## Formatting and lints (warnings are errors).
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## Unit tests (engine, rules, config) and integration tests (HTTP, TLS, CLI).
+unit:
+	$(CARGO) test --locked
+
+## Build kube-apiserver, etcd, helm 3/4, kwok, ... from their Go modules into a cache; print the bin dir.
+tools:
+	@tests/e2e/tools/build.sh
+
+## The real-cluster end-to-end suite (kube-apiserver, etcd, helm 3 and 4) against hookguard over TLS.
+e2e:
+	@if [ -x tests/e2e/run.sh ]; then tests/e2e/run.sh; else echo "e2e: suite not present yet"; fi
+
+## Engine micro-benchmarks (criterion) and the TLS load test. Results go in BENCHMARKS.md by hand.
+bench:
+	$(CARGO) bench --locked --bench engine
+
+load-test:
+	scripts/load-test.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
