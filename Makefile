@@ -21,6 +21,7 @@ test: check unit e2e
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --test e2e -- -D warnings
 
 ## Unit tests (engine, rules, config) and integration tests (HTTP, TLS, CLI).
 unit:
@@ -32,7 +33,9 @@ tools:
 
 ## The real-cluster end-to-end suite (kube-apiserver, etcd, helm 3 and 4) against hookguard over TLS.
 e2e:
-	@if [ -x tests/e2e/run.sh ]; then tests/e2e/run.sh; else echo "e2e: suite not present yet"; fi
+	@bin="$$(tests/e2e/tools/build.sh | tail -n 1)"; \
+	echo "e2e: tools in $$bin"; \
+	HOOKGUARD_TOOLS_BIN="$$bin" $(CARGO) test --locked --test e2e
 
 ## Engine micro-benchmarks (criterion) and the TLS load test. Results go in BENCHMARKS.md by hand.
 bench:

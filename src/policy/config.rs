@@ -431,9 +431,11 @@ mod tests {
     fn shipped_example_documents_exactly_the_defaults() {
         let text = include_str!("../../examples/policy.yaml");
         let p = Config::from_yaml(text).unwrap();
-        let mut expected = Config::default();
-        expected.api_version = Some(CONFIG_API_VERSION.to_owned());
-        expected.kind = Some(CONFIG_KIND.to_owned());
+        let mut expected = Config {
+            api_version: Some(CONFIG_API_VERSION.to_owned()),
+            kind: Some(CONFIG_KIND.to_owned()),
+            ..Config::default()
+        };
         for rule in RULES {
             let info = rule.info();
             expected.rules.insert(info.id.to_owned(), info.default_mode);

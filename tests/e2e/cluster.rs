@@ -1,0 +1,670 @@
+//! A real control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler, and kwok playing the kubelet of one fake node (a SIMULATION of nodes only: no
+//! container ever runs; kwok moves Pods through their phases as tests/e2e/tools/kwok-stages.yaml
+//! says, and never finishes a `restartPolicy: Always` Pod, just like a real kubelet).
+//! Plus hookguard itself, registered with the webhook configurations the chart renders.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Where the tools are: `HOOKGUARD_TOOLS_BIN`, else the last line of `tests/e2e/tools/build.sh`.
+pub fn tools_bin() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("HOOKGUARD_TOOLS_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let script = repo().join("tests/e2e/tools/build.sh");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}); it builds kube-apiserver, etcd, helm and kwok from their Go modules and needs Go (see tests/e2e/tools/README.md)",
+            script.display(),
+            out.status
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default().trim().to_owned();
+    Ok(PathBuf::from(last))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Polls `f` until it returns `Some`, or fails after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("timed out after {timeout:?} waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A child process whose output goes to a log file, killed (and reaped) when dropped. It also
+/// dies with the test runner (PR_SET_PDEATHSIG), so an aborted run leaves nothing behind.
+pub struct Proc {
+    pub name: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    pub fn spawn(
+        name: &str,
+        log_dir: &Path,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Result<Proc> {
+        let log = log_dir.join(format!("{name}.log"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // SAFETY: prctl is async-signal-safe and only affects the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name} ({}): {e}", program.display()))?;
+        Ok(Proc {
+            name: name.to_owned(),
+            log,
+            child: Some(child),
+        })
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: sending a signal to our own child.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let start = Instant::now();
+            while start.elapsed() < grace {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// PEM files of a small PKI.
+struct Pki {
+    dir: PathBuf,
+}
+
+fn write(path: &Path, contents: &str) -> Result<()> {
+    fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl Pki {
+    fn create(dir: PathBuf) -> Result<Pki> {
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let e = |e: rcgen::Error| e.to_string();
+        let ca_key = KeyPair::generate().map_err(e)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "hookguard-e2e-ca");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::CrlSign,
+        ];
+        let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
+        write(&dir.join("ca.crt"), &ca_cert.pem())?;
+        write(&dir.join("ca.key"), &ca_key.serialize_pem())?;
+        let issuer = Issuer::new(ca, ca_key);
+
+        let key = KeyPair::generate().map_err(e)?;
+        let mut serving = CertificateParams::new(vec![
+            "localhost".to_owned(),
+            "kubernetes".to_owned(),
+            "kubernetes.default".to_owned(),
+            "kubernetes.default.svc".to_owned(),
+            "kubernetes.default.svc.cluster.local".to_owned(),
+        ])
+        .map_err(e)?;
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress([10, 96, 0, 1].into()));
+        serving
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
+        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = serving.signed_by(&key, &issuer).map_err(e)?;
+        write(&dir.join("apiserver.crt"), &cert.pem())?;
+        write(&dir.join("apiserver.key"), &key.serialize_pem())?;
+
+        let key = KeyPair::generate().map_err(e)?;
+        let mut admin = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        admin
+            .distinguished_name
+            .push(DnType::CommonName, "hookguard-e2e-admin");
+        admin
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
+        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = admin.signed_by(&key, &issuer).map_err(e)?;
+        write(&dir.join("admin.crt"), &cert.pem())?;
+        write(&dir.join("admin.key"), &key.serialize_pem())?;
+
+        // Service-account token signing key (ES256).
+        let sa = KeyPair::generate().map_err(e)?;
+        write(&dir.join("sa.key"), &sa.serialize_pem())?;
+        write(&dir.join("sa.pub"), &sa.public_key_pem())?;
+        Ok(Pki { dir })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+/// The running control plane.
+pub struct Cluster {
+    pub bin: PathBuf,
+    pub work: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub api_port: u16,
+    procs: Vec<Proc>,
+}
+
+impl Cluster {
+    pub fn start(bin: PathBuf, work: PathBuf) -> Result<Cluster> {
+        for tool in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubectl",
+            "helm",
+            "helm4",
+            "kwok",
+        ] {
+            if !bin.join(tool).is_file() {
+                return Err(format!(
+                    "{tool} not found in {}: run `make tools` (builds it from its Go module; needs Go)",
+                    bin.display()
+                ));
+            }
+        }
+        fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        let pki = Pki::create(work.join("pki"))?;
+        let logs = work.join("logs");
+        fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+        let mut cluster = Cluster {
+            kubeconfig: work.join("admin.kubeconfig"),
+            bin: bin.clone(),
+            work: work.clone(),
+            api_port: 0,
+            procs: Vec::new(),
+        };
+
+        let (etcd_port, peer_port) = (free_port(), free_port());
+        cluster.procs.push(Proc::spawn(
+            "etcd",
+            &logs,
+            &bin.join("etcd"),
+            &[
+                "--name=e2e".into(),
+                format!("--data-dir={}", work.join("etcd").display()),
+                format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-cluster=e2e=http://127.0.0.1:{peer_port}"),
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+            &[],
+        )?);
+        wait_for("etcd health", Duration::from_secs(30), || {
+            http_get(&format!("127.0.0.1:{etcd_port}"), "/health")
+                .filter(|(_, body)| body.contains("\"health\":\"true\""))
+        })?;
+
+        let api_port = free_port();
+        cluster.api_port = api_port;
+        cluster.procs.push(Proc::spawn(
+            "kube-apiserver",
+            &logs,
+            &bin.join("kube-apiserver"),
+            &[
+                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={api_port}"),
+                format!("--tls-cert-file={}", pki.path("apiserver.crt")),
+                format!("--tls-private-key-file={}", pki.path("apiserver.key")),
+                format!("--client-ca-file={}", pki.path("ca.crt")),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-account-key-file={}", pki.path("sa.pub")),
+                format!("--service-account-signing-key-file={}", pki.path("sa.key")),
+                "--service-cluster-ip-range=10.96.0.0/16".into(),
+                "--authorization-mode=Node,RBAC".into(),
+                "--endpoint-reconciler-type=none".into(),
+                // As kubeadm and most distributions run it; otherwise the API server itself
+                // rejects privileged pods before any validating webhook sees them.
+                "--allow-privileged=true".into(),
+            ],
+            &[],
+        )?);
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: https://127.0.0.1:{api_port}\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: admin\n    namespace: default\ncurrent-context: e2e\n",
+            pki.path("ca.crt"),
+            pki.path("admin.crt"),
+            pki.path("admin.key")
+        );
+        write(&cluster.kubeconfig, &kubeconfig)?;
+        wait_for("kube-apiserver /readyz", Duration::from_secs(120), || {
+            cluster
+                .kubectl(&["get", "--raw", "/readyz"])
+                .status
+                .success()
+                .then_some(())
+        })?;
+
+        let kc = cluster.kubeconfig.display().to_string();
+        cluster.procs.push(Proc::spawn(
+            "kube-controller-manager",
+            &logs,
+            &bin.join("kube-controller-manager"),
+            &[
+                format!("--kubeconfig={kc}"),
+                format!("--authentication-kubeconfig={kc}"),
+                format!("--authorization-kubeconfig={kc}"),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={}", free_port()),
+                "--leader-elect=false".into(),
+                "--controllers=*".into(),
+                "--use-service-account-credentials=true".into(),
+                format!("--service-account-private-key-file={}", pki.path("sa.key")),
+                format!("--root-ca-file={}", pki.path("ca.crt")),
+            ],
+            &[],
+        )?);
+        cluster.procs.push(Proc::spawn(
+            "kube-scheduler",
+            &logs,
+            &bin.join("kube-scheduler"),
+            &[
+                format!("--kubeconfig={kc}"),
+                format!("--authentication-kubeconfig={kc}"),
+                format!("--authorization-kubeconfig={kc}"),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={}", free_port()),
+                "--leader-elect=false".into(),
+            ],
+            &[],
+        )?);
+        let kwok_port = free_port();
+        cluster.procs.push(Proc::spawn(
+            "kwok",
+            &logs,
+            &bin.join("kwok"),
+            &[
+                format!("--kubeconfig={kc}"),
+                format!(
+                    "--config={}",
+                    repo().join("tests/e2e/tools/kwok-stages.yaml").display()
+                ),
+                "--manage-all-nodes=false".into(),
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
+                "--node-ip=127.0.0.1".into(),
+                format!("--node-port={kwok_port}"),
+                format!("--server-address=127.0.0.1:{kwok_port}"),
+                format!("--tls-cert-file={}", pki.path("apiserver.crt")),
+                format!("--tls-private-key-file={}", pki.path("apiserver.key")),
+            ],
+            &[("KWOK_WORKDIR", work.join("kwok").display().to_string())],
+        )?);
+        wait_for("default ServiceAccount", Duration::from_secs(60), || {
+            cluster
+                .kubectl(&["get", "serviceaccount", "default"])
+                .status
+                .success()
+                .then_some(())
+        })?;
+        cluster.apply(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-node-0\n  annotations:\n    kwok.x-k8s.io/node: fake\n    node.alpha.kubernetes.io/ttl: \"0\"\n  labels:\n    kubernetes.io/arch: amd64\n    kubernetes.io/hostname: kwok-node-0\n    kubernetes.io/os: linux\n    type: kwok\n",
+        )?;
+        wait_for("kwok node Ready", Duration::from_secs(60), || {
+            cluster
+                .kubectl(&[
+                    "wait",
+                    "--for=condition=Ready",
+                    "node/kwok-node-0",
+                    "--timeout=1s",
+                ])
+                .status
+                .success()
+                .then_some(())
+        })?;
+        Ok(cluster)
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(self.bin.join(name));
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.work.join("kube-cache"))
+            .env("KUBERC", "off")
+            .env("HELM_CACHE_HOME", self.work.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.work.join("helm/config"))
+            .env("HELM_DATA_HOME", self.work.join("helm/data"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.run("kubectl", args, None)
+    }
+
+    /// Runs `kubectl`, `helm` or `helm4`, optionally with standard input.
+    pub fn run(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = self.tool(tool);
+        cmd.args(args);
+        let result = match stdin {
+            None => cmd.output(),
+            Some(input) => cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    if let Some(mut s) = child.stdin.take() {
+                        let _ = s.write_all(input.as_bytes());
+                    }
+                    child.wait_with_output()
+                }),
+        };
+        result.unwrap_or_else(|e| panic!("cannot run {tool}: {e}"))
+    }
+
+    /// `kubectl apply -f -`; Err carries stderr.
+    pub fn apply(&self, yaml: &str) -> Result<Output> {
+        let out = self.run("kubectl", &["apply", "-f", "-"], Some(yaml));
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `kubectl get ... -o json` as JSON, `None` when it fails (e.g. not found).
+    pub fn get_json(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let out = self.kubectl(&all);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Creates a namespace and waits for its default ServiceAccount (Pods need it).
+    pub fn namespace(&self, name: &str) -> Result<()> {
+        let _ = self.kubectl(&["create", "namespace", name]);
+        wait_for(
+            &format!("ServiceAccount default in {name}"),
+            Duration::from_secs(60),
+            || {
+                self.kubectl(&["-n", name, "get", "serviceaccount", "default"])
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        )
+    }
+
+    /// The last lines of every component's log (for failures).
+    pub fn logs(&self, lines: usize) -> String {
+        self.procs
+            .iter()
+            .map(|p| {
+                format!(
+                    "===== {} ({}) =====\n{}",
+                    p.name,
+                    p.log.display(),
+                    p.tail(lines)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn all_alive(&mut self) -> bool {
+        self.procs.iter_mut().all(Proc::alive)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Stop in reverse order of start.
+        while let Some(mut p) = self.procs.pop() {
+            p.stop(Duration::from_secs(5));
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// hookguard itself, run from the binary cargo built, with a certificate from its own CA.
+pub struct Hookguard {
+    pub exe: PathBuf,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub admin_port: u16,
+    pub ca_bundle: String,
+    pub config: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Hookguard {
+    /// Generates a CA and serving certificate for 127.0.0.1 and starts `hookguard serve`.
+    pub fn start(exe: PathBuf, dir: PathBuf, policy_yaml: &str) -> Result<Hookguard> {
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let certs = dir.join("certs");
+        let out = Command::new(&exe)
+            .args(["certs", "generate", "--out"])
+            .arg(&certs)
+            .args(["--ip", "127.0.0.1", "--dns", "localhost"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "hookguard certs generate: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let ca_bundle = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("caBundle:"))
+            .map(|s| s.trim().to_owned())
+            .ok_or("no caBundle printed")?;
+        let config = dir.join("policy.yaml");
+        write(&config, policy_yaml)?;
+        let mut hg = Hookguard {
+            exe,
+            dir,
+            port: free_port(),
+            admin_port: free_port(),
+            ca_bundle,
+            config,
+            proc: None,
+        };
+        hg.restart()?;
+        Ok(hg)
+    }
+
+    /// (Re)starts the process on the same ports and files.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let certs = self.dir.join("certs");
+        let proc = Proc::spawn(
+            "hookguard",
+            &self.dir,
+            &self.exe,
+            &[
+                "serve".into(),
+                format!("--addr=127.0.0.1:{}", self.port),
+                format!("--admin-addr=127.0.0.1:{}", self.admin_port),
+                format!("--tls-cert={}", certs.join("tls.crt").display()),
+                format!("--tls-key={}", certs.join("tls.key").display()),
+                format!("--config={}", self.config.display()),
+                "--reload-interval=200ms".into(),
+                "--log=info".into(),
+            ],
+            &[],
+        )?;
+        self.proc = Some(proc);
+        let admin = format!("127.0.0.1:{}", self.admin_port);
+        wait_for("hookguard /readyz", Duration::from_secs(30), || {
+            http_get(&admin, "/readyz").filter(|(s, _)| *s == 200)
+        })?;
+        Ok(())
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// Issues a new serving certificate from the same CA (the registered caBundle stays valid).
+    pub fn rotate_certificate(&self) -> Result<()> {
+        let out = Command::new(&self.exe)
+            .args(["certs", "generate", "--reuse-ca", "--out"])
+            .arg(self.dir.join("certs"))
+            .args(["--ip", "127.0.0.1", "--dns", "localhost"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(&format!("127.0.0.1:{}", self.admin_port), "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// The value of one sample line of the metrics, 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// The sum of every sample of a family whose labels contain all `must_contain` strings.
+    pub fn metric_sum(&self, family: &str, must_contain: &[&str]) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .filter(|l| must_contain.iter().all(|m| l.contains(m)))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.proc
+            .as_ref()
+            .map(|p| p.tail(lines))
+            .unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Hookguard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

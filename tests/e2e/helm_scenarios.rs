@@ -1,0 +1,5 @@
+//! Scenarios driven with real Helm 3 and Helm 4.
+
+use crate::Scenario;
+
+pub const ALL: &[Scenario] = &[];

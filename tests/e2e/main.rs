@@ -1,0 +1,164 @@
+//! The truth suite: hookguard against a real kube-apiserver, etcd, kube-controller-manager,
+//! kube-scheduler, kwok (a simulated node), and real Helm 3 and 4.
+//!
+//! Run with `make e2e` (or `cargo test --test e2e -- [name-filter]` with HOOKGUARD_TOOLS_BIN set).
+//! One control plane is started for the whole run; scenarios run one after another and each uses
+//! its own namespace. Everything is torn down at the end, also when a scenario fails, and the
+//! component logs are printed for failures. The last line is "e2e: N passed, M failed".
+
+mod cluster;
+mod helm_scenarios;
+mod scenarios;
+
+use std::panic::AssertUnwindSafe;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cluster::{Cluster, Hookguard, Result, repo, tools_bin, wait_for};
+
+/// What every scenario gets.
+pub struct Env {
+    pub cluster: Cluster,
+    pub hookguard: std::sync::Mutex<Hookguard>,
+}
+
+/// The policy hookguard runs with in the suite (the built-in defaults).
+pub const DEFAULT_POLICY: &str = "# e2e: built-in defaults\n";
+
+impl Env {
+    /// Renders the chart's webhook configurations for hookguard's URL and CA and applies them.
+    pub fn register_webhooks(&self) -> Result<()> {
+        let hg = self.hookguard.lock().map_err(|e| e.to_string())?;
+        let chart = repo().join("charts/hookguard");
+        let out = self.cluster.run(
+            "helm",
+            &[
+                "template",
+                "hookguard",
+                &chart.display().to_string(),
+                "--namespace",
+                "hookguard",
+                "--show-only",
+                "templates/webhooks.yaml",
+                "--set",
+                &format!("webhook.url={}", hg.url()),
+                "--set",
+                &format!("webhook.caBundle={}", hg.ca_bundle),
+            ],
+            None,
+        );
+        if !out.status.success() {
+            return Err(format!(
+                "helm template: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        self.cluster.apply(&String::from_utf8_lossy(&out.stdout))?;
+        Ok(())
+    }
+
+    /// Writes a new policy and waits until hookguard reports it reloaded.
+    pub fn set_policy(&self, yaml: &str) -> Result<()> {
+        let hg = self.hookguard.lock().map_err(|e| e.to_string())?;
+        let series = "hookguard_config_reloads_total{result=\"success\"}";
+        let before = hg.metric(series);
+        std::fs::write(&hg.config, yaml).map_err(|e| e.to_string())?;
+        wait_for("policy reload", Duration::from_secs(20), || {
+            (hg.metric(series) > before).then_some(())
+        })
+    }
+}
+
+type Scenario = (&'static str, fn(&Env) -> Result<()>);
+
+fn main() -> ExitCode {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let mut all: Vec<Scenario> = scenarios::ALL.to_vec();
+    all.extend_from_slice(helm_scenarios::ALL);
+    let selected: Vec<Scenario> = all
+        .into_iter()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+
+    let started = Instant::now();
+    let env = match setup() {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("e2e: setup failed: {e}");
+            println!("e2e: 0 passed, {} failed", selected.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "e2e: control plane and hookguard up in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let (mut passed, mut failed) = (0, 0);
+    for (name, scenario) in &selected {
+        let t = Instant::now();
+        eprintln!("e2e: --- {name}");
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| scenario(&env)));
+        let secs = t.elapsed().as_secs_f64();
+        match outcome {
+            Ok(Ok(())) => {
+                passed += 1;
+                eprintln!("e2e: ok      {name} ({secs:.1}s)");
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                eprintln!("e2e: FAILED  {name} ({secs:.1}s): {e}");
+                dump(&env);
+            }
+            Err(_) => {
+                failed += 1;
+                eprintln!("e2e: FAILED  {name} ({secs:.1}s): panicked");
+                dump(&env);
+            }
+        }
+    }
+    eprintln!("e2e: suite took {:.1}s", started.elapsed().as_secs_f64());
+    let work = env.cluster.work.parent().map(std::path::Path::to_path_buf);
+    drop(env);
+    if let Some(work) = work {
+        if failed == 0 {
+            let _ = std::fs::remove_dir_all(&work);
+        } else {
+            eprintln!("e2e: logs and state kept in {}", work.display());
+        }
+    }
+    println!("e2e: {passed} passed, {failed} failed");
+    if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn dump(env: &Env) {
+    eprintln!("{}", env.cluster.logs(40));
+    if let Ok(hg) = env.hookguard.lock() {
+        eprintln!("===== hookguard =====\n{}", hg.log_tail(40));
+    }
+}
+
+fn setup() -> Result<Env> {
+    let bin = tools_bin()?;
+    let work = std::env::temp_dir().join(format!("hookguard-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let cluster = Cluster::start(bin, work.join("cluster"))?;
+    let hookguard = Hookguard::start(
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_hookguard")),
+        work.join("hookguard"),
+        DEFAULT_POLICY,
+    )?;
+    let env = Env {
+        cluster,
+        hookguard: std::sync::Mutex::new(hookguard),
+    };
+    env.register_webhooks()?;
+    Ok(env)
+}
