@@ -361,6 +361,20 @@ impl Cluster {
             ],
             &[],
         )?);
+        // Simulated container logs for every pod (CRI log format), so `helm test --logs` works.
+        let pod_log = work.join("kwok-pod.log");
+        write(
+            &pod_log,
+            "2026-11-23T00:00:00.000000000Z stdout F simulated by kwok: no container ran\n",
+        )?;
+        let logs_config = work.join("kwok-logs.yaml");
+        write(
+            &logs_config,
+            &format!(
+                "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata:\n  name: simulated\nspec:\n  selector: {{}}\n  logs:\n  - logsFile: {}\n    follow: false\n",
+                pod_log.display()
+            ),
+        )?;
         let kwok_port = free_port();
         cluster.procs.push(Proc::spawn(
             "kwok",
@@ -372,6 +386,7 @@ impl Cluster {
                     "--config={}",
                     repo().join("tests/e2e/tools/kwok-stages.yaml").display()
                 ),
+                format!("--config={}", logs_config.display()),
                 "--manage-all-nodes=false".into(),
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
                 "--node-ip=127.0.0.1".into(),

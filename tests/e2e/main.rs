@@ -22,8 +22,9 @@ pub struct Env {
     pub hookguard: std::sync::Mutex<Hookguard>,
 }
 
-/// The policy hookguard runs with in the suite (the built-in defaults).
-pub const DEFAULT_POLICY: &str = "# e2e: built-in defaults\n";
+/// The policy hookguard runs with in the suite: the built-in defaults, plus exempt namespaces
+/// (`e2e-unguarded-*`) that show what happens without hookguard.
+pub const DEFAULT_POLICY: &str = "exemptions:\n  namespaces: [kube-system, \"e2e-unguarded-*\"]\n";
 
 impl Env {
     /// Renders the chart's webhook configurations for hookguard's URL and CA and applies them.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::cluster::{Result, wait_for};
-use crate::{DEFAULT_POLICY, Env, Scenario};
+use crate::{Env, Scenario};
 
 pub const ALL: &[Scenario] = &[
     ("01-defaults-pod-and-job", defaults_pod_and_job),
@@ -321,7 +321,6 @@ fn certificate_rotation_under_load(env: &Env) -> Result<()> {
     let c = &env.cluster;
     let ns = "e2e-rotate";
     c.namespace(ns)?;
-    env.set_policy(DEFAULT_POLICY).ok();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (created, failures) = std::thread::scope(|s| {
         let load = s.spawn(|| {
