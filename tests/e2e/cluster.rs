@@ -334,31 +334,22 @@ impl Cluster {
             &logs,
             &bin.join("kube-controller-manager"),
             &[
-                format!("--kubeconfig={kc}"),
-                format!("--authentication-kubeconfig={kc}"),
-                format!("--authorization-kubeconfig={kc}"),
-                "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={}", free_port()),
-                "--leader-elect=false".into(),
-                "--controllers=*".into(),
-                "--use-service-account-credentials=true".into(),
-                format!("--service-account-private-key-file={}", pki.path("sa.key")),
-                format!("--root-ca-file={}", pki.path("ca.crt")),
-            ],
+                component_args(&kc),
+                vec![
+                    "--controllers=*".into(),
+                    "--use-service-account-credentials=true".into(),
+                    format!("--service-account-private-key-file={}", pki.path("sa.key")),
+                    format!("--root-ca-file={}", pki.path("ca.crt")),
+                ],
+            ]
+            .concat(),
             &[],
         )?);
         cluster.procs.push(Proc::spawn(
             "kube-scheduler",
             &logs,
             &bin.join("kube-scheduler"),
-            &[
-                format!("--kubeconfig={kc}"),
-                format!("--authentication-kubeconfig={kc}"),
-                format!("--authorization-kubeconfig={kc}"),
-                "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={}", free_port()),
-                "--leader-elect=false".into(),
-            ],
+            &component_args(&kc),
             &[],
         )?);
         // Simulated container logs for every pod (CRI log format), so `helm test --logs` works.
@@ -524,6 +515,19 @@ impl Drop for Cluster {
             p.stop(Duration::from_secs(5));
         }
     }
+}
+
+/// Flags kube-controller-manager and kube-scheduler share: admin kubeconfig for everything,
+/// loopback serving on a free port, no leader election (one replica).
+fn component_args(kubeconfig: &str) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={kubeconfig}"),
+        format!("--authentication-kubeconfig={kubeconfig}"),
+        format!("--authorization-kubeconfig={kubeconfig}"),
+        "--bind-address=127.0.0.1".into(),
+        format!("--secure-port={}", free_port()),
+        "--leader-elect=false".into(),
+    ]
 }
 
 /// A plain HTTP/1.0 GET on loopback: (status, body).

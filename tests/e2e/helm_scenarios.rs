@@ -86,9 +86,8 @@ fn hook_jobs(env: &Env, ns: &str) -> Vec<Value> {
         .collect()
 }
 
-fn lifecycle(env: &Env, bin: &str) -> Result<()> {
-    let ns = format!("e2e-life-{bin}");
-    let ns = ns.as_str();
+/// Creates the namespace and installs the test chart as release `shop`; returns the chart path.
+fn install_fresh(env: &Env, bin: &str, ns: &str) -> Result<String> {
     env.cluster.namespace(ns)?;
     let chart = chart();
     helm(
@@ -96,6 +95,13 @@ fn lifecycle(env: &Env, bin: &str) -> Result<()> {
         bin,
         &["install", "shop", &chart, "-n", ns, "--timeout", "90s"],
     )?;
+    Ok(chart)
+}
+
+fn lifecycle(env: &Env, bin: &str) -> Result<()> {
+    let ns = format!("e2e-life-{bin}");
+    let ns = ns.as_str();
+    let chart = install_fresh(env, bin, ns)?;
     let migrate = env
         .cluster
         .get_json(&["-n", ns, "job/shop-migrate"])
@@ -188,12 +194,7 @@ fn test_hangs_without_hookguard(env: &Env, bin: &str) -> Result<()> {
     // The policy exempts e2e-unguarded-*: hookguard sees these objects but changes nothing.
     let ns = format!("e2e-unguarded-{bin}");
     let ns = ns.as_str();
-    env.cluster.namespace(ns)?;
-    helm(
-        env,
-        bin,
-        &["install", "shop", &chart(), "-n", ns, "--timeout", "90s"],
-    )?;
+    install_fresh(env, bin, ns)?;
     let started = Instant::now();
     let out = helm_fails(env, bin, &["test", "shop", "-n", ns, "--timeout", "15s"])?;
     let waited = started.elapsed();
@@ -220,13 +221,7 @@ fn test_hangs_without_hookguard(env: &Env, bin: &str) -> Result<()> {
 fn failing_hook(env: &Env, bin: &str) -> Result<()> {
     let ns = format!("e2e-fail-{bin}");
     let ns = ns.as_str();
-    env.cluster.namespace(ns)?;
-    let chart = chart();
-    helm(
-        env,
-        bin,
-        &["install", "shop", &chart, "-n", ns, "--timeout", "90s"],
-    )?;
+    let chart = install_fresh(env, bin, ns)?;
 
     // A failing pre-upgrade hook fails the release.
     let out = helm_fails(
