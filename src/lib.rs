@@ -9,4 +9,5 @@ pub mod lint;
 pub mod metrics;
 pub mod object;
 pub mod policy;
+pub mod process_metrics;
 pub mod server;

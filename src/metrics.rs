@@ -144,6 +144,7 @@ impl Metrics {
             "Always 1; the version label says which hookguard is running",
             build_info.clone(),
         );
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         build_info
             .get_or_create(&VersionLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -333,6 +334,8 @@ mod tests {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
         assert!(text.contains("hookguard_build_info{version=\""));
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 
