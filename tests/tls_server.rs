@@ -68,6 +68,22 @@ impl Running {
     }
 }
 
+/// Replaces a file atomically, as a ConfigMap volume update does.
+fn replace_file(path: &Path, contents: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn reload_failures(srv: &Running) -> f64 {
+    srv.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"hookguard_tls_reloads_total{result="failure"} "#))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
 fn job_review() -> Vec<u8> {
     serde_json::to_vec(&common::fixture("job-notify-curl-latest-create.json")).unwrap()
 }
@@ -189,6 +205,9 @@ async fn rotated_certificate_files_are_picked_up_without_restart() {
             .await
             .contains(r#"hookguard_tls_reloads_total{result="success"} 1"#)
     );
+    // (The key and certificate are two files: a poll between their writes may see a mismatched
+    // pair and count one rejected reload, so failures are counted from here.)
+    let failures_before = reload_failures(&srv).await;
 
     // A broken file is rejected and the current certificate kept.
     std::fs::write(&cert, "not a certificate").unwrap();
@@ -196,11 +215,7 @@ async fn rotated_certificate_files_are_picked_up_without_restart() {
     post(&https_client(ca_b.cert_pem.as_bytes()), &url)
         .await
         .expect("still serving the last good cert");
-    assert!(
-        srv.metrics()
-            .await
-            .contains(r#"hookguard_tls_reloads_total{result="failure"} 1"#)
-    );
+    assert_eq!(reload_failures(&srv).await, failures_before + 1.0);
     srv.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -329,7 +344,7 @@ async fn policy_file_is_reloaded_and_a_bad_one_is_rejected() {
         true
     );
 
-    std::fs::write(&config, "rules:\n  image-tag: enforce\n").unwrap();
+    replace_file(&config, "rules:\n  image-tag: enforce\n");
     let mut denied = false;
     for _ in 0..100 {
         if post(&client, &url).await.unwrap()["response"]["allowed"] == false {
@@ -340,7 +355,7 @@ async fn policy_file_is_reloaded_and_a_bad_one_is_rejected() {
     }
     assert!(denied, "new policy never took effect");
 
-    std::fs::write(&config, "rules:\n  image-tag: sometimes\n").unwrap();
+    replace_file(&config, "rules:\n  image-tag: sometimes\n");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         post(&client, &url).await.unwrap()["response"]["allowed"],
