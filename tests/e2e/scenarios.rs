@@ -96,7 +96,7 @@ fn defaults_pod_and_job(env: &Env) -> Result<()> {
     )?;
 
     // Without hookguard (no helm.sh/hook: never sent), the API server itself rejects the same Job:
-    // a Job template's restartPolicy is not defaulted and must be OnFailure or Never.
+    // the template is defaulted to restartPolicy Always, which a Job may not use.
     let plain = hook_job(ns, "plain", "", "", "")
         .replace("    helm.sh/hook: pre-install\n", "    note: not-a-hook\n");
     let err = c

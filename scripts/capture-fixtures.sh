@@ -1,0 +1,1004 @@
+#!/usr/bin/env bash
+# Captures the AdmissionReview requests a real kube-apiserver (v1.36, the version pinned in
+# tests/e2e/tools/versions.env) sends a mutating webhook for Helm hook objects, and stores them in
+# tests/fixtures/captured/ (read by tests/captured_fixtures.rs).
+#
+# MAINTAINER TOOL: it is not part of `make test` (nor of `make e2e`); run it by hand when the
+# pinned Kubernetes or Helm versions change, or to capture a new kind of hook object, review the
+# diff of tests/fixtures/captured/ and commit it. Rerunning is safe: every run starts a fresh
+# throwaway control plane and replaces the captured *.json files as a whole.
+#
+# What it does, all on 127.0.0.1 (nothing is fetched from anywhere):
+#   * starts etcd, kube-apiserver (--allow-privileged=true) and kube-controller-manager (for the
+#     namespaces' "default" ServiceAccounts) from the tools tests/e2e/tools/build.sh builds, with
+#     certificates made with openssl for this run only;
+#   * starts scripts/capture-webhook.py (HTTPS, a certificate for IP:127.0.0.1), which allows
+#     every request and writes it to a file named <kind>-<namespace>-<name>-<operation>.json;
+#   * registers it with the MutatingWebhookConfiguration the hookguard chart renders
+#     (charts/hookguard, templates/webhooks.yaml: rules */*/* CREATE/UPDATE/DELETE, the
+#     matchConditions that select objects with a helm.sh/hook annotation), with webhook.url and
+#     webhook.caBundle set and failurePolicy Ignore; the ValidatingWebhookConfiguration is not
+#     registered;
+#   * creates, updates and deletes hook objects with `kubectl apply` (client-side apply, field
+#     manager kubectl-client-side-apply), `kubectl apply --dry-run=server`, `kubectl delete`,
+#     and installs small charts with Helm 3 (`helm`) and Helm 4 (`helm4`);
+#   * copies the captures into tests/fixtures/captured/ and stops everything (also on error).
+#
+# Usage: scripts/capture-fixtures.sh [BIN_DIR]
+#   BIN_DIR defaults to the last line printed by tests/e2e/tools/build.sh (which builds what is
+#   missing; seconds when everything is built).
+# Environment:
+#   CAPTURE_KEEP=1   keep the work directory (certificates, kubeconfig, logs, raw captures)
+#   CAPTURE_OUT=DIR  write the fixtures to DIR instead of tests/fixtures/captured
+#
+# Needs: bash, openssl, python3 (standard library only).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+tools=$repo/tests/e2e/tools
+out_dir=${CAPTURE_OUT:-$repo/tests/fixtures/captured}
+
+BIN=${1:-}
+if [[ -z "$BIN" ]]; then
+	BIN=$("$tools/build.sh" | tail -n1)
+fi
+BIN=$(cd "$BIN" && pwd)
+for n in etcd kube-apiserver kube-controller-manager kubectl helm helm4; do
+	[[ -x "$BIN/$n" ]] || {
+		echo "capture: $BIN/$n not found; run tests/e2e/tools/build.sh" >&2
+		exit 1
+	}
+done
+for n in openssl python3; do
+	command -v "$n" >/dev/null 2>&1 || {
+		echo "capture: '$n' not found in PATH" >&2
+		exit 1
+	}
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/hookguard-capture.XXXXXX")
+raw=$work/raw
+mkdir -p "$raw"
+pids=()
+names=()
+ok=0
+t_start=$SECONDS
+
+log() { printf '[capture %3ds] %s\n' "$((SECONDS - t_start))" "$*" >&2; }
+fail() {
+	log "FAIL: $*"
+	exit 1
+}
+
+cleanup() {
+	local i
+	# Stop in reverse start order (etcd last): only the processes this script started.
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		kill -TERM "${pids[$i]}" 2>/dev/null || true
+	done
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		local waited=0
+		while kill -0 "${pids[$i]}" 2>/dev/null && ((waited < 50)); do
+			sleep 0.2
+			waited=$((waited + 1))
+		done
+		kill -KILL "${pids[$i]}" 2>/dev/null || true
+		wait "${pids[$i]}" 2>/dev/null || true
+	done
+	if ((ok == 0)); then
+		for name in "${names[@]+"${names[@]}"}"; do
+			echo "===== last 40 lines of $name log ($work/$name.log) =====" >&2
+			tail -n 40 "$work/$name.log" >&2 || true
+		done
+	fi
+	if [[ "${CAPTURE_KEEP:-0}" == 1 || $ok == 0 ]]; then
+		log "work directory kept: $work"
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD...: run in the background, log to $work/NAME.log
+start() {
+	local name=$1
+	shift
+	"$@" >"$work/$name.log" 2>&1 &
+	pids+=("$!")
+	names+=("$name")
+}
+
+# A free TCP port on 127.0.0.1, outside the kernel's ephemeral range (as in smoke.sh).
+used_ports=" "
+port_lo=15000 port_hi=32000
+if read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
+	if ((eph_lo > 11000)); then
+		port_lo=10000 port_hi=$((eph_lo - 1))
+	else
+		port_lo=$((eph_hi + 1)) port_hi=65000
+	fi
+fi
+free_port() {
+	local p i
+	for i in $(seq 1 200); do
+		p=$((port_lo + (RANDOM * 32768 + RANDOM) % (port_hi - port_lo + 1)))
+		[[ "$used_ports" == *" $p "* ]] && continue
+		if ! (exec 7<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			used_ports+="$p "
+			printf '%s\n' "$p"
+			return
+		fi
+	done
+	fail "no free port found"
+}
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS CMD...: poll CMD until it succeeds.
+wait_for() {
+	local what=$1 timeout=$2 t0=$SECONDS
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS - t0 >= timeout)); then
+			fail "timed out after ${timeout}s waiting for $what"
+		fi
+		local i
+		for i in "${pids[@]}"; do
+			kill -0 "$i" 2>/dev/null || fail "a component exited while waiting for $what"
+		done
+		sleep 0.2
+	done
+	log "$what: ready after $((SECONDS - t0))s"
+}
+
+export KUBECONFIG=$work/admin.kubeconfig
+export KUBECACHEDIR=$work/kube-cache
+export KUBERC=off
+export HELM_CACHE_HOME=$work/helm/cache HELM_CONFIG_HOME=$work/helm/config HELM_DATA_HOME=$work/helm/data
+kubectl() { "$BIN/kubectl" "$@"; }
+
+# --- certificates ------------------------------------------------------------------------------
+log "work dir: $work; generating certificates"
+pki=$work/pki
+mkdir -p "$pki"
+(
+	cd "$pki"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout ca.key -out ca.crt -days 2 -subj "/CN=hookguard-capture-ca" 2>/dev/null
+	# Serving certificate of kube-apiserver and of the capture webhook (both on 127.0.0.1).
+	cat >serving.ext <<-EOF
+		basicConstraints=CA:FALSE
+		keyUsage=critical,digitalSignature,keyEncipherment
+		extendedKeyUsage=serverAuth
+		subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1
+	EOF
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+	openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+		-days 2 -extfile serving.ext -out apiserver.crt 2>/dev/null
+	cat >webhook.ext <<-EOF
+		basicConstraints=CA:FALSE
+		keyUsage=critical,digitalSignature,keyEncipherment
+		extendedKeyUsage=serverAuth
+		subjectAltName=IP:127.0.0.1
+	EOF
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout webhook.key -out webhook.csr -subj "/CN=capture-webhook" 2>/dev/null
+	openssl x509 -req -in webhook.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+		-days 2 -extfile webhook.ext -out webhook.crt 2>/dev/null
+	# Admin client certificate, named like kubeadm's admin.conf user: O=system:masters
+	# bypasses RBAC; it shows up as request.userInfo in every capture.
+	cat >client.ext <<-EOF
+		basicConstraints=CA:FALSE
+		keyUsage=critical,digitalSignature,keyEncipherment
+		extendedKeyUsage=clientAuth
+	EOF
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout admin.key -out admin.csr -subj "/O=system:masters/CN=kubernetes-admin" 2>/dev/null
+	openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+		-days 2 -extfile client.ext -out admin.crt 2>/dev/null
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
+	openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+)
+
+# --- etcd --------------------------------------------------------------------------------------
+etcd_port=$(free_port)
+etcd_peer_port=$(free_port)
+start etcd "$BIN/etcd" \
+	--name=capture \
+	--data-dir="$work/etcd" \
+	--listen-client-urls="http://127.0.0.1:$etcd_port" \
+	--advertise-client-urls="http://127.0.0.1:$etcd_port" \
+	--listen-peer-urls="http://127.0.0.1:$etcd_peer_port" \
+	--initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer_port" \
+	--initial-cluster="capture=http://127.0.0.1:$etcd_peer_port" \
+	--unsafe-no-fsync \
+	--log-level=warn
+etcd_health() { [[ "$(exec 8<>"/dev/tcp/127.0.0.1/$etcd_port" && printf 'GET /health HTTP/1.0\r\n\r\n' >&8 && cat <&8)" == *'"health":"true"'* ]]; }
+wait_for "etcd" 30 etcd_health
+
+# --- kube-apiserver ----------------------------------------------------------------------------
+api_port=$(free_port)
+start kube-apiserver "$BIN/kube-apiserver" \
+	--etcd-servers="http://127.0.0.1:$etcd_port" \
+	--bind-address=127.0.0.1 \
+	--advertise-address=127.0.0.1 \
+	--secure-port="$api_port" \
+	--tls-cert-file="$pki/apiserver.crt" \
+	--tls-private-key-file="$pki/apiserver.key" \
+	--client-ca-file="$pki/ca.crt" \
+	--service-account-issuer=https://kubernetes.default.svc.cluster.local \
+	--service-account-key-file="$pki/sa.pub" \
+	--service-account-signing-key-file="$pki/sa.key" \
+	--service-cluster-ip-range=10.96.0.0/16 \
+	--authorization-mode=Node,RBAC \
+	--allow-privileged=true \
+	--endpoint-reconciler-type=none
+
+cat >"$KUBECONFIG" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: capture
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority: $pki/ca.crt
+users:
+- name: kubernetes-admin
+  user:
+    client-certificate: $pki/admin.crt
+    client-key: $pki/admin.key
+contexts:
+- name: capture
+  context:
+    cluster: capture
+    user: kubernetes-admin
+    namespace: default
+current-context: capture
+EOF
+chmod 600 "$KUBECONFIG"
+wait_for "kube-apiserver /readyz" 120 kubectl get --raw /readyz
+
+# --- kube-controller-manager -------------------------------------------------------------------
+start kube-controller-manager "$BIN/kube-controller-manager" \
+	--kubeconfig="$KUBECONFIG" \
+	--authentication-kubeconfig="$KUBECONFIG" \
+	--authorization-kubeconfig="$KUBECONFIG" \
+	--bind-address=127.0.0.1 \
+	--secure-port="$(free_port)" \
+	--leader-elect=false \
+	--controllers='*' \
+	--use-service-account-credentials=true \
+	--service-account-private-key-file="$pki/sa.key" \
+	--root-ca-file="$pki/ca.crt"
+
+namespaces=(shop kyverno gatekeeper-system cert-manager ingress-nginx)
+for ns in "${namespaces[@]}"; do
+	kubectl create namespace "$ns" >/dev/null
+done
+# Pods need the "default" ServiceAccount in their namespace (ServiceAccount admission plugin).
+for ns in "${namespaces[@]}"; do
+	wait_for "ServiceAccount $ns/default" 60 kubectl -n "$ns" get serviceaccount default
+done
+
+server_version=$(kubectl version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1)
+log "kube-apiserver $server_version; helm $("$BIN/helm" version --short); helm4 $("$BIN/helm4" version --short)"
+
+# --- the capture webhook -----------------------------------------------------------------------
+hook_port=$(free_port)
+start capture-webhook python3 "$here/capture-webhook.py" \
+	--address 127.0.0.1 --port "$hook_port" \
+	--cert "$pki/webhook.crt" --key "$pki/webhook.key" --out "$raw"
+hook_healthy() { python3 - "$hook_port" "$pki/ca.crt" <<-'EOF'; }
+	import ssl, sys, urllib.request
+	ctx = ssl.create_default_context(cafile=sys.argv[2])
+	urllib.request.urlopen(f"https://127.0.0.1:{sys.argv[1]}/healthz", context=ctx, timeout=2).read()
+EOF
+wait_for "capture webhook" 30 hook_healthy
+
+# The MutatingWebhookConfiguration exactly as the hookguard chart renders it (the first document
+# of templates/webhooks.yaml), pointing at the capture webhook.
+ca_bundle=$(base64 -w0 <"$pki/ca.crt")
+"$BIN/helm" template hookguard "$repo/charts/hookguard" --namespace hookguard-system \
+	--show-only templates/webhooks.yaml \
+	--set "webhook.url=https://127.0.0.1:$hook_port" \
+	--set "webhook.caBundle=$ca_bundle" \
+	--set webhook.mutating.failurePolicy=Ignore >"$work/webhooks.yaml"
+python3 - "$work/webhooks.yaml" >"$work/mutating.yaml" <<-'EOF'
+	import re, sys
+	docs = re.split(r"(?m)^---\s*$", open(sys.argv[1]).read())
+	mutating = [d for d in docs if re.search(r"(?m)^kind: MutatingWebhookConfiguration\s*$", d)]
+	assert len(mutating) == 1, f"expected one MutatingWebhookConfiguration, found {len(mutating)}"
+	sys.stdout.write(mutating[0].strip() + "\n")
+EOF
+grep -q 'failurePolicy: Ignore' "$work/mutating.yaml" || fail "rendered webhook is not failurePolicy Ignore"
+kubectl apply -f "$work/mutating.yaml" >/dev/null
+# Webhook configurations take effect asynchronously: probe with a throwaway hook ConfigMap until
+# a request for it arrives (server-side dry-run: nothing is stored).
+probe() {
+	kubectl apply --dry-run=server -f - >/dev/null 2>&1 <<-EOF || true
+		apiVersion: v1
+		kind: ConfigMap
+		metadata:
+		  name: capture-probe
+		  namespace: shop
+		  annotations:
+		    helm.sh/hook: pre-install
+	EOF
+	compgen -G "$raw/configmap-shop-capture-probe-*" >/dev/null
+}
+wait_for "webhook registration" 60 probe
+rm -f "$raw"/configmap-shop-capture-probe-*
+log "capture webhook registered on https://127.0.0.1:$hook_port/mutate"
+
+# --- helpers -----------------------------------------------------------------------------------
+# expect FILE: fail unless the webhook wrote $raw/FILE.
+expect() {
+	[[ -f "$raw/$1" ]] || {
+		ls -1 "$raw" >&2
+		fail "no capture $1"
+	}
+	log "captured $1"
+}
+# rename FROM TO: rename a capture (for variants of one object).
+rename() {
+	expect "$1"
+	mv "$raw/$1" "$raw/$2"
+	log "  -> $2"
+}
+
+# --- 1. the shop chart's DB migration Job ------------------------------------------------------
+# migrate_job RESTART_POLICY|"" REVISION
+migrate_job() {
+	local restart="" rev=$2
+	[[ -z "$1" ]] || restart="      restartPolicy: $1"
+	cat <<EOF
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: shop-db-migrate
+  namespace: shop
+  labels:
+    app.kubernetes.io/instance: shop
+    app.kubernetes.io/name: shop
+    app.kubernetes.io/version: "2.3.1"
+    app.kubernetes.io/managed-by: Helm
+    helm.sh/chart: shop-1.4.0
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: "-5"
+    shop.example.com/revision: "$rev"
+spec:
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/instance: shop
+        app.kubernetes.io/name: shop
+    spec:
+$restart
+      containers:
+        - name: migrate
+          image: ghcr.io/example/shop-migrations:2.3.1
+          command: ["/bin/migrate", "up"]
+          env:
+            - name: DATABASE_URL
+              valueFrom:
+                secretKeyRef:
+                  name: shop-db
+                  key: url
+EOF
+}
+
+# Server-side dry-run create (dryRun: true) of the valid Job, before it exists.
+migrate_job Never 1 | kubectl apply --dry-run=server -f - >/dev/null
+expect job-shop-shop-db-migrate-create-dry-run.json
+
+# No restartPolicy in the template: the webhook sees it, then validation rejects it
+# (a Job's template must say Never or OnFailure; v1.36 does not default it).
+if migrate_job "" 1 | kubectl apply -f - >"$work/no-restart.out" 2>&1; then
+	fail "a Job without restartPolicy was accepted: $(cat "$work/no-restart.out")"
+fi
+log "Job without restartPolicy rejected as expected: $(tr '\n' ' ' <"$work/no-restart.out" | cut -c1-200)"
+rename job-shop-shop-db-migrate-create.json job-shop-shop-db-migrate-create-no-restart-policy.json
+
+migrate_job Never 1 | kubectl apply -f - >/dev/null
+expect job-shop-shop-db-migrate-create.json
+migrate_job Never 2 | kubectl apply -f - >/dev/null
+expect job-shop-shop-db-migrate-update.json
+kubectl -n shop delete job shop-db-migrate --wait=true --timeout=60s >/dev/null
+expect job-shop-shop-db-migrate-delete.json
+
+# --- 2. a test Pod without restartPolicy (helm create's test-connection, no restartPolicy) -------
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shop-test-connection
+  namespace: shop
+  labels:
+    helm.sh/chart: shop-1.4.0
+    app.kubernetes.io/name: shop
+    app.kubernetes.io/instance: shop
+    app.kubernetes.io/version: "2.3.1"
+    app.kubernetes.io/managed-by: Helm
+  annotations:
+    "helm.sh/hook": test
+spec:
+  containers:
+    - name: wget
+      image: busybox
+      command: ['wget']
+      args: ['shop:80']
+EOF
+expect pod-shop-shop-test-connection-create.json
+
+# --- 3. a post-install notification Job with curlimages/curl:latest ------------------------------
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: shop-notify
+  namespace: shop
+  labels:
+    app.kubernetes.io/instance: shop
+    app.kubernetes.io/name: shop
+    app.kubernetes.io/managed-by: Helm
+    helm.sh/chart: shop-1.4.0
+  annotations:
+    helm.sh/hook: post-install,post-upgrade
+    helm.sh/hook-delete-policy: hook-succeeded
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: notify
+          image: curlimages/curl:latest
+          command: ["curl", "-fsS", "http://notifier/hooks"]
+EOF
+expect job-shop-shop-notify-create.json
+
+# --- 4. a hook ConfigMap without labels, a hook Secret -----------------------------------------
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: shop-migrate-sql
+  namespace: shop
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: "-10"
+data:
+  001_init.sql: |
+    CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY);
+EOF
+expect configmap-shop-shop-migrate-sql-create.json
+# data: base64 of "postgres://shop:not-a-secret@shop-db:5432/shop"
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Secret
+metadata:
+  name: shop-db
+  namespace: shop
+  labels:
+    app.kubernetes.io/instance: shop
+    app.kubernetes.io/managed-by: Helm
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: "-10"
+    helm.sh/hook-delete-policy: before-hook-creation
+type: Opaque
+data:
+  url: cG9zdGdyZXM6Ly9zaG9wOm5vdC1hLXNlY3JldEBzaG9wLWRiOjU0MzIvc2hvcA==
+EOF
+expect secret-shop-shop-db-create.json
+
+# --- 5. hook Jobs of popular charts, as their templates render with default values --------------
+# Kyverno chart (kyverno/kyverno charts/kyverno): templates/hooks/post-upgrade-migrate-resources.yaml
+# and pre-delete-scale-to-zero.yaml with the defaults the chart README documents for
+# crds.migration.* and webhooksCleanup.* (image bitnami/kubectl:1.32.3, resources,
+# securityContext); chart version/appVersion in names and labels: 3.5.2 / v1.15.2.
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: kyverno-migrate-resources
+  namespace: kyverno
+  labels:
+    app.kubernetes.io/component: hooks
+    app.kubernetes.io/instance: kyverno
+    app.kubernetes.io/managed-by: Helm
+    app.kubernetes.io/name: hooks
+    app.kubernetes.io/part-of: kyverno
+    app.kubernetes.io/version: 3.5.2
+    helm.sh/chart: kyverno-3.5.2
+  annotations:
+    helm.sh/hook: post-upgrade
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded,hook-failed
+    helm.sh/hook-weight: "200"
+spec:
+  backoffLimit: 2
+  template:
+    spec:
+      serviceAccountName: kyverno-migrate-resources
+      restartPolicy: Never
+      containers:
+        - name: kyverno-cli
+          image: "reg.kyverno.io/kyverno/kyverno-cli:v1.15.2"
+          imagePullPolicy: IfNotPresent
+          args:
+            - migrate
+            - --resource
+            - cleanuppolicies.kyverno.io
+            - --resource
+            - clustercleanuppolicies.kyverno.io
+            - --resource
+            - clusterpolicies.kyverno.io
+            - --resource
+            - globalcontextentries.kyverno.io
+            - --resource
+            - policies.kyverno.io
+            - --resource
+            - policyexceptions.kyverno.io
+            - --resource
+            - updaterequests.kyverno.io
+          resources:
+            limits:
+              cpu: 100m
+              memory: 256Mi
+            requests:
+              cpu: 10m
+              memory: 64Mi
+          securityContext:
+            allowPrivilegeEscalation: false
+            capabilities:
+              drop:
+              - ALL
+            privileged: false
+            readOnlyRootFilesystem: true
+            runAsGroup: 65534
+            runAsNonRoot: true
+            runAsUser: 65534
+            seccompProfile:
+              type: RuntimeDefault
+EOF
+expect job-kyverno-kyverno-migrate-resources-create.json
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: kyverno-scale-to-zero
+  namespace: kyverno
+  labels:
+    app.kubernetes.io/component: hooks
+    app.kubernetes.io/instance: kyverno
+    app.kubernetes.io/managed-by: Helm
+    app.kubernetes.io/name: hooks
+    app.kubernetes.io/part-of: kyverno
+    app.kubernetes.io/version: 3.5.2
+    helm.sh/chart: kyverno-3.5.2
+  annotations:
+    helm.sh/hook: pre-delete
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded,hook-failed
+    helm.sh/hook-weight: "100"
+spec:
+  backoffLimit: 2
+  template:
+    spec:
+      serviceAccountName: kyverno-admission-controller
+      automountServiceAccountToken: true
+      restartPolicy: Never
+      containers:
+        - name: kubectl
+          image: "bitnami/kubectl:1.32.3"
+          imagePullPolicy: 
+          command:
+            - /bin/bash
+            - '-c'
+            - |-
+              set -euo pipefail
+              kubectl scale -n kyverno deployment -l app.kubernetes.io/part-of=kyverno --replicas=0
+              sleep 30
+              kubectl delete validatingwebhookconfiguration -l webhook.kyverno.io/managed-by=kyverno
+              kubectl delete mutatingwebhookconfiguration -l webhook.kyverno.io/managed-by=kyverno
+          resources:
+            limits:
+              cpu: 100m
+              memory: 256Mi
+            requests:
+              cpu: 10m
+              memory: 64Mi
+          securityContext:
+            allowPrivilegeEscalation: false
+            capabilities:
+              drop:
+              - ALL
+            privileged: false
+            readOnlyRootFilesystem: true
+            runAsGroup: 65534
+            runAsNonRoot: true
+            runAsUser: 65534
+            seccompProfile:
+              type: RuntimeDefault
+EOF
+expect job-kyverno-kyverno-scale-to-zero-create.json
+
+# Gatekeeper chart (open-policy-agent/gatekeeper charts/gatekeeper, values.yaml of main at
+# release v3.22.0-rc.0):
+# templates/namespace-post-install.yaml (Job gatekeeper-update-namespace-label, with the default
+# postInstall.probeWebhook init container) and templates/upgrade-crds-hook.yaml.
+kubectl apply -n gatekeeper-system -f - >/dev/null <<'EOF'
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: gatekeeper-update-namespace-label
+  labels:
+    app: 'gatekeeper'
+    chart: 'gatekeeper'
+    gatekeeper.sh/system: "yes"
+    heritage: 'Helm'
+    release: 'gatekeeper'
+  annotations:
+    "helm.sh/hook": post-install
+    "helm.sh/hook-weight": "-5"
+    "helm.sh/hook-delete-policy": hook-succeeded,before-hook-creation
+spec:
+  template:
+    metadata:
+      annotations:
+        {}
+      labels:
+        app: 'gatekeeper'
+        chart: 'gatekeeper'
+        gatekeeper.sh/system: "yes"
+        heritage: 'Helm'
+        release: 'gatekeeper'
+    spec:
+      restartPolicy: OnFailure
+      serviceAccount: gatekeeper-update-namespace-label
+      volumes:
+        - name: cert
+          secret:
+            secretName: gatekeeper-webhook-server-cert
+      initContainers:
+        - name: webhook-probe-post
+          image: "curlimages/curl:8.12.0"
+          imagePullPolicy: IfNotPresent
+          command:
+            - "curl"
+          args:
+            - "--retry"
+            - "99999"
+            - "--retry-max-time"
+            - "60"
+            - "--retry-delay"
+            - "1"
+            - "--max-time"
+            - "2"
+            - "--cacert"
+            - /certs/ca.crt
+            - "-v"
+            - "https://gatekeeper-webhook-service.gatekeeper-system.svc/v1/admitlabel?timeout=2s"
+          resources:
+            null
+          securityContext:
+            seccompProfile:
+              type: RuntimeDefault
+            allowPrivilegeEscalation: false
+            capabilities:
+              drop:
+              - ALL
+            readOnlyRootFilesystem: true
+            runAsGroup: 999
+            runAsNonRoot: true
+            runAsUser: 1000
+          volumeMounts:
+          - mountPath: /certs
+            name: cert
+            readOnly: true
+      containers:
+        - name: kubectl-label
+          image: "openpolicyagent/gatekeeper-crds:v3.22.0-rc.0"
+          imagePullPolicy: IfNotPresent
+          args:
+            - label
+            - ns
+            - gatekeeper-system
+            - admission.gatekeeper.sh/ignore=no-self-managing
+            - pod-security.kubernetes.io/audit=restricted
+            - pod-security.kubernetes.io/audit-version=latest
+            - pod-security.kubernetes.io/warn=restricted
+            - pod-security.kubernetes.io/warn-version=latest
+            - pod-security.kubernetes.io/enforce=restricted
+            - pod-security.kubernetes.io/enforce-version=v1.24
+            - --overwrite
+          resources:
+            null
+          securityContext:
+            seccompProfile:
+              type: RuntimeDefault
+            allowPrivilegeEscalation: false
+            capabilities:
+              drop:
+              - ALL
+            readOnlyRootFilesystem: true
+            runAsGroup: 999
+            runAsNonRoot: true
+            runAsUser: 1000
+      nodeSelector:
+        kubernetes.io/os: linux
+      affinity:
+        {}
+      tolerations:
+        []
+EOF
+expect job-gatekeeper-system-gatekeeper-update-namespace-label-create.json
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: gatekeeper-update-crds-hook
+  namespace: gatekeeper-system
+  labels:
+    app: 'gatekeeper'
+    chart: 'gatekeeper'
+    gatekeeper.sh/system: "yes"
+    heritage: 'Helm'
+    release: 'gatekeeper'
+    helm.sh/chart: gatekeeper-3.22.0-rc.0
+    app.kubernetes.io/name: gatekeeper
+    app.kubernetes.io/instance: gatekeeper
+    app.kubernetes.io/version: "3.22.0-rc.0"
+    app.kubernetes.io/managed-by: Helm
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: "1"
+    helm.sh/hook-delete-policy: "hook-succeeded,before-hook-creation"
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      name: gatekeeper-update-crds-hook
+      annotations:
+        {}
+      labels:
+        app: 'gatekeeper'
+        chart: 'gatekeeper'
+        gatekeeper.sh/system: "yes"
+        heritage: 'Helm'
+        release: 'gatekeeper'
+        helm.sh/chart: gatekeeper-3.22.0-rc.0
+        app.kubernetes.io/name: gatekeeper
+        app.kubernetes.io/instance: gatekeeper
+        app.kubernetes.io/version: "3.22.0-rc.0"
+        app.kubernetes.io/managed-by: Helm
+    spec:
+      serviceAccountName: gatekeeper-admin-upgrade-crds
+      restartPolicy: Never
+      containers:
+      - name: crds-upgrade
+        image: 'openpolicyagent/gatekeeper-crds:v3.22.0-rc.0'
+        imagePullPolicy: 'IfNotPresent'
+        args:
+        - apply
+        - -f
+        - crds/
+        resources:
+          {}
+        securityContext:
+          seccompProfile:
+            type: RuntimeDefault
+          allowPrivilegeEscalation: false
+          capabilities:
+            drop:
+            - ALL
+          readOnlyRootFilesystem: true
+          runAsGroup: 65532
+          runAsNonRoot: true
+          runAsUser: 65532
+      affinity:
+        {}
+      tolerations:
+        []
+      nodeSelector:
+        kubernetes.io/os: linux
+EOF
+expect job-gatekeeper-system-gatekeeper-update-crds-hook-create.json
+
+# cert-manager chart (cert-manager/cert-manager deploy/charts/cert-manager v1.19.1):
+# templates/startupapicheck-job.yaml with the default startupapicheck values.
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: cert-manager-startupapicheck
+  namespace: cert-manager
+  labels:
+    app: startupapicheck
+    app.kubernetes.io/name: startupapicheck
+    app.kubernetes.io/instance: cert-manager
+    app.kubernetes.io/component: "startupapicheck"
+    app.kubernetes.io/version: "v1.19.1"
+    app.kubernetes.io/managed-by: Helm
+    helm.sh/chart: cert-manager-v1.19.1
+  annotations:
+    helm.sh/hook: post-install
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+    helm.sh/hook-weight: "1"
+spec:
+  backoffLimit: 4
+  template:
+    metadata:
+      labels:
+        app: startupapicheck
+        app.kubernetes.io/name: startupapicheck
+        app.kubernetes.io/instance: cert-manager
+        app.kubernetes.io/component: "startupapicheck"
+        app.kubernetes.io/version: "v1.19.1"
+        app.kubernetes.io/managed-by: Helm
+        helm.sh/chart: cert-manager-v1.19.1
+    spec:
+      restartPolicy: OnFailure
+      serviceAccountName: cert-manager-startupapicheck
+      enableServiceLinks: false
+      securityContext:
+        runAsNonRoot: true
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: cert-manager-startupapicheck
+          image: "quay.io/jetstack/cert-manager-startupapicheck:v1.19.1"
+          imagePullPolicy: IfNotPresent
+          args:
+          - check
+          - api
+          - --wait=1m
+          - -v
+          securityContext:
+            allowPrivilegeEscalation: false
+            capabilities:
+              drop:
+              - ALL
+            readOnlyRootFilesystem: true
+          env:
+          - name: POD_NAMESPACE
+            valueFrom:
+              fieldRef:
+                fieldPath: metadata.namespace
+      nodeSelector:
+        kubernetes.io/os: "linux"
+EOF
+expect job-cert-manager-cert-manager-startupapicheck-create.json
+
+# ingress-nginx chart (kubernetes/ingress-nginx charts/ingress-nginx 4.8.x, controller v1.9.x):
+# templates/admission-webhooks/job-patch/job-createSecret.yaml. ttlSecondsAfterFinished: 0 is
+# what the template renders where `.Capabilities.APIVersions.Has "batch/v1alpha1"` (older
+# clusters, or `helm template --api-versions batch/v1alpha1`); the image is digest-pinned.
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: ingress-nginx-admission-create
+  namespace: ingress-nginx
+  annotations:
+    "helm.sh/hook": pre-install,pre-upgrade
+    "helm.sh/hook-delete-policy": before-hook-creation,hook-succeeded
+  labels:
+    helm.sh/chart: ingress-nginx-4.8.3
+    app.kubernetes.io/name: ingress-nginx
+    app.kubernetes.io/instance: ingress-nginx
+    app.kubernetes.io/version: "1.9.4"
+    app.kubernetes.io/part-of: ingress-nginx
+    app.kubernetes.io/managed-by: Helm
+    app.kubernetes.io/component: admission-webhook
+spec:
+  # Alpha feature since k8s 1.12
+  ttlSecondsAfterFinished: 0
+  template:
+    metadata:
+      name: ingress-nginx-admission-create
+      labels:
+        helm.sh/chart: ingress-nginx-4.8.3
+        app.kubernetes.io/name: ingress-nginx
+        app.kubernetes.io/instance: ingress-nginx
+        app.kubernetes.io/version: "1.9.4"
+        app.kubernetes.io/part-of: ingress-nginx
+        app.kubernetes.io/managed-by: Helm
+        app.kubernetes.io/component: admission-webhook
+    spec:
+      containers:
+        - name: create
+          image: "registry.k8s.io/ingress-nginx/kube-webhook-certgen:v20231011-8b53cabe0@sha256:a7943503b45d552785aa3b5e457f169a5661fb94d82b8a3373bcd9ebaf9aac80"
+          imagePullPolicy: IfNotPresent
+          args:
+            - create
+            - --host=ingress-nginx-controller-admission,ingress-nginx-controller-admission.$(POD_NAMESPACE).svc
+            - --namespace=$(POD_NAMESPACE)
+            - --secret-name=ingress-nginx-admission
+          env:
+            - name: POD_NAMESPACE
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.namespace
+          securityContext: 
+            allowPrivilegeEscalation: false
+      restartPolicy: OnFailure
+      serviceAccountName: ingress-nginx-admission
+      nodeSelector: 
+        kubernetes.io/os: linux
+      securityContext:
+        fsGroup: 2000
+        runAsNonRoot: true
+        runAsUser: 2000
+EOF
+expect job-ingress-nginx-ingress-nginx-admission-create-create.json
+
+# --- 6. Helm 3 and Helm 4 installing a chart with a pre-install Job hook -------------------------
+# No scheduler or kubelet runs, so the hook Job never completes: each install creates the hook
+# (which is what we capture), waits --timeout and fails.
+chart=$work/charts/hooks
+mkdir -p "$chart/templates"
+cat >"$chart/Chart.yaml" <<'EOF'
+apiVersion: v2
+name: hooks
+description: one pre-install Job hook, for capture-fixtures.sh
+type: application
+version: 0.1.0
+appVersion: "1.0.0"
+EOF
+cat >"$chart/templates/pre-install-job.yaml" <<'EOF'
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-pre-install
+  labels:
+    app.kubernetes.io/instance: {{ .Release.Name }}
+    app.kubernetes.io/managed-by: {{ .Release.Service }}
+    helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+  annotations:
+    "helm.sh/hook": pre-install
+    "helm.sh/hook-weight": "-5"
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: hook
+          image: registry.example.com/hooks/pre-install:1.0.0
+          command: ["/bin/true"]
+EOF
+for h in helm helm4; do
+	release=hooks-$h
+	[[ $h == helm4 ]] || release=hooks-helm3
+	if "$BIN/$h" install "$release" "$chart" --namespace shop --timeout 5s >"$work/$release.out" 2>&1; then
+		fail "$h install $release succeeded although its hook cannot complete"
+	fi
+	log "$h install: $(tr '\n' ' ' <"$work/$release.out" | cut -c1-160)"
+	expect "job-shop-$release-pre-install-create.json"
+done
+
+# helm test of the `helm create` scaffold (its test-connection Pod, restartPolicy Never),
+# created by Helm 3 as `helm test` does.
+"$BIN/helm" create "$work/charts/mychart" >/dev/null
+"$BIN/helm" install mychart "$work/charts/mychart" --namespace shop >/dev/null
+if "$BIN/helm" test mychart --namespace shop --timeout 5s >"$work/helm-test.out" 2>&1; then
+	fail "helm test succeeded although its Pod cannot run"
+fi
+expect pod-shop-mychart-test-connection-create.json
+
+# --- result ------------------------------------------------------------------------------------
+# Anything captured that no step expected (e.g. updates by controllers) is kept as well, so that
+# it shows up in the diff; list it here.
+log "captured $(find "$raw" -name '*.json' | wc -l) requests"
+if grep -rlF -e "$work" -e "${HOME:-/nonexistent}/" "$raw" >/dev/null 2>&1; then
+	fail "a capture contains a path of this machine: $(grep -rlF -e "$work" -e "${HOME:-/nonexistent}/" "$raw")"
+fi
+mkdir -p "$out_dir"
+rm -f "$out_dir"/*.json
+cp "$raw"/*.json "$out_dir"/
+log "wrote $(find "$out_dir" -maxdepth 1 -name '*.json' | wc -l) fixtures to $out_dir:"
+(cd "$out_dir" && ls -1 ./*.json) >&2
+
+ok=1
+log "OK"
