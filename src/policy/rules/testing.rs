@@ -22,10 +22,7 @@ fn defaulted_pod_spec(name: &str, image: &str, restart_policy: &str) -> Value {
         "terminationGracePeriodSeconds": 30,
         "dnsPolicy": "ClusterFirst",
         "securityContext": {},
-        "schedulerName": "default-scheduler",
-        "enableServiceLinks": true,
-        "preemptionPolicy": "PreemptLowerPriority",
-        "priority": 0
+        "schedulerName": "default-scheduler"
     })
 }
 
@@ -41,18 +38,18 @@ pub fn job(annotation_fragment: &str, restart_policy: &str) -> String {
         "metadata": {
             "name": "migrate",
             "namespace": "default",
-            "creationTimestamp": null,
             "annotations": annotations(annotation_fragment)
         },
         "spec": {
             "parallelism": 1,
+            "manualSelector": false,
             "completions": 1,
             "backoffLimit": 6,
             "completionMode": "NonIndexed",
             "suspend": false,
             "podReplacementPolicy": "TerminatingOrFailed",
             "template": {
-                "metadata": {"creationTimestamp": null},
+                "metadata": {},
                 "spec": defaulted_pod_spec("migrate", "busybox:1.36", restart_policy)
             }
         },
@@ -64,6 +61,10 @@ pub fn job(annotation_fragment: &str, restart_policy: &str) -> String {
 /// A defaulted hook Pod; `restart_policy` `""` means the API default (`Always`).
 pub fn pod(annotation_fragment: &str, restart_policy: &str) -> String {
     let mut spec = defaulted_pod_spec("test", "busybox:1.36", restart_policy);
+    // Bare Pods also get these from defaulting and admission (Job templates do not).
+    spec["enableServiceLinks"] = json!(true);
+    spec["preemptionPolicy"] = json!("PreemptLowerPriority");
+    spec["priority"] = json!(0);
     spec["serviceAccountName"] = json!("default");
     spec["serviceAccount"] = json!("default");
     json!({
@@ -72,7 +73,6 @@ pub fn pod(annotation_fragment: &str, restart_policy: &str) -> String {
         "metadata": {
             "name": "release-test",
             "namespace": "default",
-            "creationTimestamp": null,
             "annotations": annotations(annotation_fragment)
         },
         "spec": spec,
