@@ -45,12 +45,40 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, outside the kernel's ephemeral range: a port
+/// inside it can be the local end of an outgoing connection by the time a component binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    static SEED: AtomicU64 = AtomicU64::new(0);
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            let mut it = r.split_whitespace().filter_map(|v| v.parse::<u32>().ok());
+            Some((it.next()?, it.next()?))
+        })
+        .map(|(lo, hi)| if lo > 11000 { (10000, lo - 1) } else { (hi + 1, 65000) })
+        .unwrap_or((10000, 32767));
+    let mut x = SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+        ^ u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = (low + (x % u64::from(high - low + 1)) as u32) as u16;
+        if !used.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            used.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}-{high}");
 }
 
 /// Polls `f` until it returns `Some`, or fails after `timeout` naming `what`.

@@ -123,11 +123,15 @@ cleanup() {
 	done
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# Leftovers of a build that was SIGKILLed (we hold the lock, so none is in use).
+rm -rf "$tools_dir"/.tmp.*
+# new_tmp: a fresh temporary directory in the cache dir, in $out (not via
+# $(...), which would record it in a subshell and never clean it up).
 new_tmp() {
-	local d
-	d=$(mktemp -d "$tools_dir/.tmp.XXXXXX")
-	tmp_dirs+=("$d")
-	printf '%s\n' "$d"
+	out=$(mktemp -d "$tools_dir/.tmp.XXXXXX")
+	tmp_dirs+=("$out")
 }
 
 built() { [[ -f "$bin/$1" && -x "$bin/$1" ]]; }
@@ -160,7 +164,7 @@ if ((${#kube_missing[@]})); then
 		kube_ldflags+=" -X ${pkg}.gitTreeState=archive"
 		[[ -z "$kube_date" ]] || kube_ldflags+=" -X ${pkg}.buildDate=${kube_date}"
 	done
-	out=$(new_tmp)
+	new_tmp
 	pkgs=()
 	for n in "${kube_missing[@]}"; do pkgs+=("./cmd/$n"); done
 	(cd "$here/kube" && go build -mod=readonly -trimpath -ldflags "$kube_ldflags" -o "$out/" "${pkgs[@]}")
@@ -176,7 +180,7 @@ fi
 if ! built etcd; then
 	t0=$SECONDS
 	log "building etcd ${ETCD_VERSION} ..."
-	out=$(new_tmp)
+	new_tmp
 	(cd "$here/etcd" && go build -mod=readonly -trimpath -ldflags "-s -w" -o "$out/etcd" .)
 	mv -f "$out/etcd" "$bin/etcd"
 	log "built etcd in $((SECONDS - t0))s"
@@ -194,7 +198,7 @@ go_install_as() {
 		return
 	fi
 	log "building $name (${pkg}@${version}) ..."
-	out=$(new_tmp)
+	new_tmp
 	GOBIN=$out go install -trimpath -ldflags "$ldflags" "${pkg}@${version}"
 	mv -f "$out/$(basename "$pkg")" "$bin/$name"
 	log "built $name in $((SECONDS - t0))s"

@@ -36,21 +36,28 @@ fail() {
 	exit 1
 }
 
+# Keep the original stderr: the EXIT trap may fire while a shell function runs
+# with its output redirected to /dev/null (wait_for), and cleanup must not
+# inherit that.
+exec 4>&2
 cleanup() {
 	local i
-	# Stop in reverse start order (etcd last).
+	exec 2>&4
+	# Stop one by one in reverse start order (etcd last).
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		kill -TERM "${pids[$i]}" 2>/dev/null || true
-	done
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		local waited=0
-		while kill -0 "${pids[$i]}" 2>/dev/null && ((waited < 50)); do
-			sleep 0.2
+		while kill -0 "${pids[$i]}" 2>/dev/null && ((waited < 100)); do
+			sleep 0.1
 			waited=$((waited + 1))
 		done
-		kill -KILL "${pids[$i]}" 2>/dev/null || true
+		if kill -0 "${pids[$i]}" 2>/dev/null; then
+			log "${names[$i]} still running 10s after SIGTERM: SIGKILL"
+			kill -KILL "${pids[$i]}" 2>/dev/null || true
+		fi
 		wait "${pids[$i]}" 2>/dev/null || true
 	done
+	log "stopped all components"
 	if ((ok == 0)); then
 		for name in "${names[@]+"${names[@]}"}"; do
 			echo "===== last 60 lines of $name log ($work/$name.log) =====" >&2
@@ -123,7 +130,7 @@ export KUBECACHEDIR=$work/kube-cache
 export KUBERC=off
 export HELM_CACHE_HOME=$work/helm/cache HELM_CONFIG_HOME=$work/helm/config HELM_DATA_HOME=$work/helm/data
 export KWOK_WORKDIR=$work/kwok
-kubectl() { "$BIN/kubectl" "$@"; }
+export PATH="$BIN:$PATH"
 
 # --- certificates ------------------------------------------------------------------
 log "work dir: $work; generating certificates"
