@@ -58,7 +58,13 @@ pub fn free_port() -> u16 {
             let mut it = r.split_whitespace().filter_map(|v| v.parse::<u32>().ok());
             Some((it.next()?, it.next()?))
         })
-        .map(|(lo, hi)| if lo > 11000 { (10000, lo - 1) } else { (hi + 1, 65000) })
+        .map(|(lo, hi)| {
+            if lo > 11000 {
+                (10000, lo - 1)
+            } else {
+                (hi + 1, 65000)
+            }
+        })
         .unwrap_or((10000, 32767));
     let mut x = SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
         ^ u64::from(std::process::id())
