@@ -1,0 +1,77 @@
+//! A server with hookguard's HTTP and TLS stack and no engine, for scripts/load-test.sh --baseline.
+//!
+//! usage: hookguard-baseline-server ADDR CERT_PEM KEY_PEM
+//!   GET  /empty  answers "ok" without a body to read       (the stack alone)
+//!   POST /read   reads the body, answers a fixed review      (+ body read)
+//!   POST /parse  parses the body into serde_json::Value and answers a review echoing its uid
+//!                (+ a generic parse: what DESIGN.md calls "a server that does nothing but parse")
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum_server::tls_rustls::RustlsConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+const JSON: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "application/json")];
+
+async fn parse(body: Bytes) -> impl IntoResponse {
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(review) => {
+            let out = serde_json::json!({
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": review["request"]["uid"], "allowed": true}
+            });
+            (StatusCode::OK, JSON, serde_json::to_vec(&out).expect("serializes")).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn read(body: Bytes) -> impl IntoResponse {
+    let _ = body.len();
+    (
+        StatusCode::OK,
+        JSON,
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}"#,
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, addr, cert, key] = args.as_slice() else {
+        eprintln!("usage: hookguard-baseline-server ADDR CERT_PEM KEY_PEM");
+        std::process::exit(2);
+    };
+    let addr: SocketAddr = addr.parse().expect("ADDR is host:port");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("reads CERT_PEM")
+        .collect::<Result<_, _>>()
+        .expect("parses CERT_PEM");
+    let key = PrivateKeyDer::from_pem_file(key).expect("reads KEY_PEM");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate and key match");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+    let app = Router::new()
+        .route("/empty", get(|| async { "ok\n" }))
+        .route("/read", post(read))
+        .route("/parse", post(parse));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async move {
+        axum_server::bind_rustls(addr, RustlsConfig::from_config(Arc::new(config)))
+            .serve(app.into_make_service())
+            .await
+            .expect("serves");
+    });
+}
