@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build run test check unit e2e tools bench load-test fmt clean
+.PHONY: all build run test check unit e2e tools deploy bench load-test fmt clean
 
 all: build
 
@@ -33,9 +33,14 @@ tools:
 
 ## The real-cluster end-to-end suite (kube-apiserver, etcd, helm 3 and 4) against hookguard over TLS.
 e2e:
+	@scripts/install-test-deps.sh
 	@bin="$$(tests/e2e/tools/build.sh | tail -n 1)"; \
 	echo "e2e: tools in $$bin"; \
 	HOOKGUARD_TOOLS_BIN="$$bin" $(CARGO) test --locked --test e2e
+
+## Re-render deploy/ from the chart (the e2e suite fails when deploy/ is stale).
+deploy:
+	scripts/render-deploy.sh
 
 ## Engine micro-benchmarks (criterion) and the TLS load test. Results go in BENCHMARKS.md by hand.
 bench:

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs besides Rust and Go, from Debian's packages:
+#   promtool (package `prometheus`, 2.42 on bookworm): checks and unit-tests the chart's alert rules.
+# Idempotent: does nothing when everything is there. Needs root (or sudo) to install.
+set -euo pipefail
+
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+
+echo "install-test-deps: installing Debian packages: ${missing[*]}" >&2
+if [[ $(id -u) -eq 0 ]]; then
+	sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+	sudo=(sudo)
+else
+	echo "install-test-deps: need root to run: apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q >&2
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+command -v promtool >/dev/null 2>&1 || {
+	echo "install-test-deps: promtool still missing after installing prometheus" >&2
+	exit 1
+}
