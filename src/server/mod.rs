@@ -285,8 +285,11 @@ pub async fn serve(
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let handle: Handle<SocketAddr> = Handle::new();
+    // TCP_NODELAY: small admission responses must not wait for Nagle's algorithm (with HTTP/2,
+    // which kube-apiserver uses for webhooks, the p99 otherwise jumps to tens of milliseconds).
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
-        .handshake_timeout(opts.header_read_timeout);
+        .handshake_timeout(opts.header_read_timeout)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
     let mut server = axum_server::from_tcp(listener)?
         .acceptor(acceptor)
         .handle(handle.clone());
