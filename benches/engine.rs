@@ -118,17 +118,27 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     let mutated = already_mutated_job(&policy);
     let cm = non_hook_configmap(&base);
     let large = large_configmap_hook(&base);
+    // A Helm 3 hook Job review exactly as kube-apiserver v1.36.3 sent it (with managedFields),
+    // when the captured fixtures are present (tests/fixtures/captured, recorded by the e2e tools).
+    let captured = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/captured/job-shop-hooks-helm3-pre-install-create.json"
+    ))
+    .ok()
+    .and_then(|pretty| serde_json::from_slice::<Value>(&pretty).ok())
+    .map(|v| serde_json::to_vec(&v).expect("serializes"));
     {
         let (_, o) = review(Webhook::Mutate, &policy, &cm).expect("configmap answers");
         assert!(!o.is_hook(), "non-hook ConfigMap must not be judged");
         let (_, o) = review(Webhook::Mutate, &policy, &large).expect("large configmap answers");
         assert!(o.is_hook(), "large ConfigMap must be a hook");
         eprintln!(
-            "fixture sizes: job {} B, mutated job {} B, configmap {} B, large configmap {} B",
+            "fixture sizes: job {} B, mutated job {} B, configmap {} B, large configmap {} B, captured helm3 job {} B",
             job.len(),
             mutated.len(),
             cm.len(),
-            large.len()
+            large.len(),
+            captured.as_ref().map_or(0, Vec::len)
         );
     }
 
@@ -143,6 +153,12 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| review(webhook, black_box(&policy), black_box(body)).expect("answers"))
+        });
+    }
+    if let Some(body) = &captured {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function("mutate_captured_helm3_job", |b| {
+            b.iter(|| review(Webhook::Mutate, black_box(&policy), black_box(body)).expect("answers"))
         });
     }
     g.throughput(Throughput::Bytes(large.len() as u64));
@@ -180,6 +196,12 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     g.bench_function("serde_json_value", |b| {
         b.iter(|| serde_json::from_slice::<Value>(black_box(&job)).expect("parses"))
     });
+    if let Some(body) = &captured {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function("serde_json_value_captured_helm3_job", |b| {
+            b.iter(|| serde_json::from_slice::<Value>(black_box(body)).expect("parses"))
+        });
+    }
     g.throughput(Throughput::Bytes(large.len() as u64));
     g.measurement_time(Duration::from_secs(10));
     g.bench_function("serde_json_value_large_configmap", |b| {

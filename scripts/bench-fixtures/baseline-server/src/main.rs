@@ -1,6 +1,12 @@
 //! A server with hookguard's HTTP and TLS stack and no engine, for scripts/load-test.sh --baseline.
 //!
-//! usage: hookguard-baseline-server ADDR CERT_PEM KEY_PEM
+//! usage: hookguard-baseline-server ADDR CERT_PEM KEY_PEM [OPTION,...]
+//! OPTIONs add one of hookguard's own server settings each (src/server), to find what they cost:
+//!   timeout     tower_http TimeoutLayer (10 s) on the routes
+//!   limit       DefaultBodyLimit::max(16 MiB) on the routes
+//!   h1timer     HTTP/1 header_read_timeout(5 s) with TokioTimer, keep_alive(true)
+//!   h2ka        HTTP/2 keep_alive_interval(30 s) with TokioTimer
+//!   nodelay     TCP_NODELAY on accepted connections (hookguard does not set it)
 //!   GET  /empty  answers "ok" without a body to read       (the stack alone)
 //!   POST /read   reads the body, answers a fixed review      (+ body read)
 //!   POST /parse  parses the body into serde_json::Value and answers a review echoing its uid
@@ -8,13 +14,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use hyper_util::rt::TokioTimer;
+use tower_http::timeout::TimeoutLayer;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -45,10 +56,15 @@ async fn read(body: Bytes) -> impl IntoResponse {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, addr, cert, key] = args.as_slice() else {
-        eprintln!("usage: hookguard-baseline-server ADDR CERT_PEM KEY_PEM");
-        std::process::exit(2);
+    let (addr, cert, key, options) = match args.as_slice() {
+        [_, addr, cert, key] => (addr, cert, key, ""),
+        [_, addr, cert, key, options] => (addr, cert, key, options.as_str()),
+        _ => {
+            eprintln!("usage: hookguard-baseline-server ADDR CERT_PEM KEY_PEM [OPTION,...]");
+            std::process::exit(2);
+        }
     };
+    let on = |name: &str| options.split(',').any(|o| o == name);
     let addr: SocketAddr = addr.parse().expect("ADDR is host:port");
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .expect("reads CERT_PEM")
@@ -63,15 +79,45 @@ fn main() {
         .expect("certificate and key match");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/empty", get(|| async { "ok\n" }))
         .route("/read", post(read))
         .route("/parse", post(parse));
+    if on("limit") {
+        app = app.layer(DefaultBodyLimit::max(16 * 1024 * 1024));
+    }
+    if on("timeout") {
+        app = app.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(10)));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async move {
-        axum_server::bind_rustls(addr, RustlsConfig::from_config(Arc::new(config)))
-            .serve(app.into_make_service())
-            .await
-            .expect("serves");
+        let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(Arc::new(config)));
+        let listener = std::net::TcpListener::bind(addr).expect("binds");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let mut server = axum_server::from_tcp(listener).expect("listens");
+        if on("h1timer") {
+            server
+                .http_builder()
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .keep_alive(true);
+        }
+        if on("h2ka") {
+            server
+                .http_builder()
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Duration::from_secs(30));
+        }
+        if on("nodelay") {
+            server
+                .acceptor(acceptor.acceptor(NoDelayAcceptor::new()))
+                .serve(app.into_make_service())
+                .await
+                .expect("serves");
+        } else {
+            server.acceptor(acceptor).serve(app.into_make_service()).await.expect("serves");
+        }
     });
 }
