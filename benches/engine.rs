@@ -158,7 +158,9 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     if let Some(body) = &captured {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function("mutate_captured_helm3_job", |b| {
-            b.iter(|| review(Webhook::Mutate, black_box(&policy), black_box(body)).expect("answers"))
+            b.iter(|| {
+                review(Webhook::Mutate, black_box(&policy), black_box(body)).expect("answers")
+            })
         });
     }
     g.throughput(Throughput::Bytes(large.len() as u64));
