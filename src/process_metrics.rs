@@ -29,9 +29,9 @@ pub fn parse_stat(
     page_size: f64,
     boot_time: f64,
 ) -> Option<ProcessStats> {
-    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let after_comm = stat.get(stat.rfind(')')? + 1..)?;
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    // Field numbers of proc(5) minus 3 (pid, comm and state come first; state is fields[0]).
+    // Field numbers of proc(5) minus 3 (pid and comm come first; state is fields[0]).
     let num = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
     Some(ProcessStats {
         cpu_seconds: (num(11)? + num(12)?) / ticks_per_second,
@@ -141,6 +141,13 @@ mod tests {
         assert_eq!(s.start_time_seconds, 1_700_000_010.0);
         assert_eq!(s.virtual_bytes, 104_857_600.0);
         assert_eq!(s.resident_bytes, 2560.0 * 4096.0);
+    }
+
+    #[test]
+    fn truncated_stat_is_none_not_a_panic() {
+        for stat in ["", "4242 (x)", "4242 (x", "4242 (x) S 1"] {
+            assert_eq!(parse_stat(stat, 100.0, 4096.0, 0.0), None, "{stat:?}");
+        }
     }
 
     #[test]
