@@ -191,10 +191,10 @@ pub fn review(
                 let patch = serde_json::to_vec(&decision.patch)?;
                 response.patch = Some(base64::engine::general_purpose::STANDARD.encode(patch));
                 response.patch_type = Some("JSONPatch");
-                if !decision.mutated.is_empty() {
+                if !decision.mutations.is_empty() {
                     response
                         .audit_annotations
-                        .insert("mutated", decision.mutated.join(","));
+                        .insert("mutated", decision.mutated_rules().join(","));
                 }
                 "patched"
             }
@@ -207,10 +207,10 @@ pub fn review(
                 .collect();
             // The validating webhook sees the mutated object, so a mutation still pending here
             // means the mutating webhook did not run (failurePolicy Ignore, or not registered).
-            if !decision.mutated.is_empty() {
+            if !decision.mutations.is_empty() {
                 response.warnings.push(format!(
                     "hookguard's mutating webhook did not run for this object; not fixed: {}",
-                    decision.mutated.join(", ")
+                    decision.mutated_rules().join(", ")
                 ));
             }
             let fired = decision.fired_rules();

@@ -132,45 +132,23 @@ fn lint_value(
     match evaluate(policy, &req) {
         Err(e) => linted.error = Some(e.to_string()),
         Ok(decision) => {
-            let mut findings: Vec<LintFinding> = Vec::new();
-            findings.extend(decision.denials.into_iter().map(|f| LintFinding {
-                rule: f.rule,
-                action: "deny",
-                message: f.message,
-            }));
-            findings.extend(decision.warnings.into_iter().map(|f| LintFinding {
-                rule: f.rule,
-                action: "warn",
-                message: f.message,
-            }));
-            for rule in decision.mutated {
-                findings.push(LintFinding {
-                    rule,
-                    action: "mutate",
-                    message: mutation_message(policy, rule, &req),
-                });
-            }
-            linted.findings = findings;
+            let tagged = |action: &'static str| {
+                move |f: crate::policy::Finding| LintFinding {
+                    rule: f.rule,
+                    action,
+                    message: f.message,
+                }
+            };
+            linted.findings = decision
+                .denials
+                .into_iter()
+                .map(tagged("deny"))
+                .chain(decision.warnings.into_iter().map(tagged("warn")))
+                .chain(decision.mutations.into_iter().map(tagged("mutate")))
+                .collect();
         }
     }
     out.push(linted);
-}
-
-/// The message of a mutating rule, obtained by judging the object again with that rule in `warn`
-/// mode (so the rule's own words explain what the webhook would change).
-fn mutation_message(policy: &Policy, rule: &'static str, req: &Request<'_, '_>) -> String {
-    let mut config = policy.config().clone();
-    config
-        .rules
-        .insert(rule.to_owned(), crate::policy::Mode::Warn);
-    let Ok(as_warn) = Policy::new(config) else {
-        return String::new();
-    };
-    evaluate(&as_warn, req)
-        .ok()
-        .and_then(|d| d.warnings.into_iter().find(|f| f.rule == rule))
-        .map(|f| f.message)
-        .unwrap_or_default()
 }
 
 /// Human-readable report; the last line is a summary.

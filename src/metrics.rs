@@ -212,7 +212,10 @@ impl Metrics {
                 .inc();
         };
         match webhook {
-            Webhook::Mutate => decision.mutated.iter().for_each(|r| finding(r, "mutate")),
+            Webhook::Mutate => decision
+                .mutations
+                .iter()
+                .for_each(|f| finding(f.rule, "mutate")),
             Webhook::Validate => {
                 decision
                     .denials

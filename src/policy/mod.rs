@@ -5,8 +5,6 @@ pub mod config;
 pub mod did_you_mean;
 pub mod rules;
 
-use std::borrow::Cow;
-
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
@@ -93,8 +91,8 @@ pub struct Decision {
     pub hook: Option<HookAnnotations>,
     /// JSONPatch operations (mutating rules in `enforce` mode plus hookguard's label and annotation).
     pub patch: Vec<PatchOperation>,
-    /// Ids of the rules whose mutations are in `patch`.
-    pub mutated: Vec<&'static str>,
+    /// The rules whose mutations are in `patch`, with what each one fixes.
+    pub mutations: Vec<Finding>,
     /// Findings of rules in `enforce` mode that reject the object.
     pub denials: Vec<Finding>,
     /// Findings of rules in `warn` mode (and of mutating rules in `warn` mode).
@@ -108,13 +106,18 @@ impl Decision {
         self.denials.is_empty()
     }
 
+    /// Ids of the rules whose mutations are in `patch`.
+    pub fn mutated_rules(&self) -> Vec<&'static str> {
+        self.mutations.iter().map(|f| f.rule).collect()
+    }
+
     /// Every rule id that fired, in rule order, without duplicates (for audit annotations).
     pub fn fired_rules(&self) -> Vec<&'static str> {
         let mut ids: Vec<&'static str> = Vec::new();
         for id in self
-            .mutated
+            .mutations
             .iter()
-            .copied()
+            .map(|f| f.rule)
             .chain(self.denials.iter().map(|f| f.rule))
             .chain(self.warnings.iter().map(|f| f.rule))
         {
@@ -309,7 +312,7 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
         match (mode, violation.patch.is_empty()) {
             (Mode::Enforce, false) => {
                 decision.patch.extend(violation.patch);
-                decision.mutated.push(info.id);
+                decision.mutations.push(finding);
             }
             (Mode::Enforce, true) => decision.denials.push(finding),
             (Mode::Warn, _) => decision.warnings.push(finding),
@@ -362,30 +365,25 @@ fn bookkeeping(object: &Object<'_>, decision: &mut Decision) {
         Some(_) => {}
     }
 
-    if decision.mutated.is_empty() {
+    if decision.mutations.is_empty() {
         return;
     }
-    let previous: Option<Cow<'_, str>> = object
-        .annotations()
-        .and_then(|a| a.mutated.as_ref())
-        .map(|c| Cow::Borrowed(c.as_ref()));
-    let mut ids: Vec<String> = previous
-        .as_deref()
+    let previous: Option<&str> = object.annotations().and_then(|a| a.mutated.as_deref());
+    let mut ids: Vec<&str> = previous
         .map(|p| {
             p.split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned)
                 .collect()
         })
         .unwrap_or_default();
-    for id in &decision.mutated {
-        if !ids.iter().any(|i| i == id) {
-            ids.push((*id).to_owned());
+    for id in decision.mutations.iter().map(|f| f.rule) {
+        if !ids.contains(&id) {
+            ids.push(id);
         }
     }
     let value = ids.join(",");
-    if previous.as_deref() != Some(value.as_str()) {
+    if previous != Some(value.as_str()) {
         // Hook objects always have an annotations map: it holds `helm.sh/hook`.
         decision.patch.push(add_op(
             ["metadata", "annotations", MUTATED_ANNOTATION],

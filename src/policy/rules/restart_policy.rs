@@ -56,7 +56,7 @@ mod tests {
     fn test_pod_without_restart_policy_gets_never() {
         let p = pod(TEST_HOOK, "");
         let d = judge(&p);
-        assert!(d.mutated.contains(&"restart-policy"));
+        assert!(d.mutated_rules().contains(&"restart-policy"));
         assert_eq!(patched(&p, &d)["spec"]["restartPolicy"], "Never");
     }
 
@@ -87,7 +87,7 @@ mod tests {
     fn warn_mode_warns_instead_of_mutating() {
         let policy = crate::policy::Config::from_yaml("rules:\n  restart-policy: warn\n").unwrap();
         let d = judge_with(&policy, &pod(TEST_HOOK, ""), Operation::Create);
-        assert!(!d.mutated.contains(&"restart-policy"));
+        assert!(!d.mutated_rules().contains(&"restart-policy"));
         assert!(warning(&d, "restart-policy").contains("set restartPolicy: Never"));
     }
 }
