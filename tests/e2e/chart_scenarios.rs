@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::cluster::{Result, free_port, http_get, repo, wait_for};
+use crate::cluster::{Result, ensure, free_port, http_get, out_text, repo, wait_for};
 use crate::{Env, Scenario};
 
 pub const ALL: &[Scenario] = &[
@@ -44,27 +44,9 @@ fn chart() -> String {
     repo().join("charts/hookguard").display().to_string()
 }
 
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
-    if cond { Ok(()) } else { Err(what()) }
-}
-
-fn out_text(o: &Output) -> String {
-    format!(
-        "exit {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Runs a tool (kubectl, helm, helm4); Ok(output) on success, Err(all output) on failure.
 fn run_ok(env: &Env, tool: &str, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-    let out = env.cluster.run(tool, args, stdin);
-    if out.status.success() {
-        Ok(out)
-    } else {
-        Err(format!("{tool} {}: {}", args.join(" "), out_text(&out)))
-    }
+    env.cluster.run_ok(tool, args, stdin)
 }
 
 fn b64(s: &str) -> Result<Vec<u8>> {

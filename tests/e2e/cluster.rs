@@ -87,6 +87,21 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in {low}-{high}");
 }
 
+/// `Ok(())` when `cond` holds, else the error `what` describes.
+pub fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
+    if cond { Ok(()) } else { Err(what()) }
+}
+
+/// Exit status, stdout and stderr of a command, for error messages.
+pub fn out_text(o: &Output) -> String {
+    format!(
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Polls `f` until it returns `Some`, or fails after `timeout` naming `what`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
     let start = Instant::now();
@@ -482,6 +497,30 @@ impl Cluster {
                 }),
         };
         result.unwrap_or_else(|e| panic!("cannot run {tool}: {e}"))
+    }
+
+    /// Runs a tool; Ok(output) when it succeeds, Err(command and all its output) when it fails.
+    pub fn run_ok(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let out = self.run(tool, args, stdin);
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(format!("{tool} {}: {}", args.join(" "), out_text(&out)))
+        }
+    }
+
+    /// Runs a tool that is expected to fail; Err when it succeeds.
+    pub fn run_fails(&self, tool: &str, args: &[&str]) -> Result<Output> {
+        let out = self.run(tool, args, None);
+        if out.status.success() {
+            Err(format!(
+                "{tool} {} succeeded but should fail: {}",
+                args.join(" "),
+                out_text(&out)
+            ))
+        } else {
+            Ok(out)
+        }
     }
 
     /// `kubectl apply -f -`; Err carries stderr.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{Result, repo, wait_for};
+use crate::cluster::{Result, ensure, out_text, repo, wait_for};
 use crate::{DEFAULT_POLICY, Env, Scenario};
 
 pub const ALL: &[Scenario] = &[
@@ -35,40 +35,13 @@ fn chart() -> String {
     repo().join("tests/e2e/charts/shop").display().to_string()
 }
 
-fn out_text(o: &Output) -> String {
-    format!(
-        "exit {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Runs helm; Ok(output) on success, Err(all output) on failure.
+/// Runs helm (`helm` or `helm4`); Ok(output) on success, Err(all output) on failure.
 fn helm(env: &Env, bin: &str, args: &[&str]) -> Result<Output> {
-    let out = env.cluster.run(bin, args, None);
-    if out.status.success() {
-        Ok(out)
-    } else {
-        Err(format!("{bin} {}: {}", args.join(" "), out_text(&out)))
-    }
+    env.cluster.run_ok(bin, args, None)
 }
 
 fn helm_fails(env: &Env, bin: &str, args: &[&str]) -> Result<Output> {
-    let out = env.cluster.run(bin, args, None);
-    if out.status.success() {
-        Err(format!(
-            "{bin} {} succeeded but should fail: {}",
-            args.join(" "),
-            out_text(&out)
-        ))
-    } else {
-        Ok(out)
-    }
-}
-
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
-    if cond { Ok(()) } else { Err(what()) }
+    env.cluster.run_fails(bin, args)
 }
 
 fn status(env: &Env, bin: &str, ns: &str) -> Result<Value> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::{Result, wait_for};
+use crate::cluster::{Result, ensure, wait_for};
 use crate::{Env, Scenario};
 
 pub const ALL: &[Scenario] = &[
@@ -26,10 +26,6 @@ pub const ALL: &[Scenario] = &[
         certificate_rotation_under_load,
     ),
 ];
-
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
-    if cond { Ok(()) } else { Err(what()) }
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
