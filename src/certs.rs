@@ -43,18 +43,36 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
     }
 }
 
-/// A CA: its certificate and key in PEM.
-#[derive(Debug, Clone)]
+/// A CA: its certificate and key in PEM. `Debug` leaves the key out (no secrets in logs).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ca {
     pub cert_pem: String,
     pub key_pem: String,
 }
 
-/// A serving certificate and key in PEM.
-#[derive(Debug, Clone)]
+/// A serving certificate and key in PEM. `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Serving {
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Serving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serving")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Where generated files went, and the caBundle to register.
@@ -68,8 +86,17 @@ pub struct Written {
     pub reused_ca: bool,
 }
 
-/// Generates a new CA valid from now.
+/// Generates a new CA valid from now for [`CA_VALIDITY_DAYS`].
 pub fn generate_ca(common_name: &str, now: OffsetDateTime) -> Result<Ca, CertError> {
+    generate_ca_valid(common_name, now, Duration::days(CA_VALIDITY_DAYS))
+}
+
+/// Generates a new CA valid from now for `validity`.
+pub fn generate_ca_valid(
+    common_name: &str,
+    now: OffsetDateTime,
+    validity: Duration,
+) -> Result<Ca, CertError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -85,7 +112,7 @@ pub fn generate_ca(common_name: &str, now: OffsetDateTime) -> Result<Ca, CertErr
         KeyUsagePurpose::DigitalSignature,
     ];
     params.not_before = now - Duration::minutes(5);
-    params.not_after = now + Duration::days(CA_VALIDITY_DAYS);
+    params.not_after = now + validity;
     let cert = params.self_signed(&key)?;
     Ok(Ca {
         cert_pem: cert.pem(),

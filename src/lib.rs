@@ -4,8 +4,10 @@
 
 pub mod admission;
 pub mod certs;
+pub mod cluster;
 pub mod hook;
 pub mod lint;
+pub mod managed_certs;
 pub mod metrics;
 pub mod object;
 pub mod policy;

@@ -59,6 +59,62 @@ pub struct VersionLabels {
     pub version: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabels {
+    /// `serving` or `ca`.
+    pub cert: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookObjectLabels {
+    pub namespace: String,
+    pub kind: &'static str,
+    /// `active`, `succeeded`, `failed` or `other`.
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReleaseLabels {
+    pub namespace: String,
+    /// The Helm release, or `unknown` when it cannot be told (never guessed).
+    pub release: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `succeeded` or `failed`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceOutcomeLabels {
+    pub namespace: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceKindLabels {
+    pub namespace: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JanitorLabels {
+    pub namespace: String,
+    pub kind: &'static str,
+    /// `finished` or `orphaned`.
+    pub reason: &'static str,
+    /// `delete` or `dry-run`.
+    pub mode: &'static str,
+}
+
+type GaugeI = Gauge<i64, AtomicI64>;
+
 type HistogramFamily = Family<WebhookLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -66,6 +122,13 @@ fn latency_histogram() -> Histogram {
     Histogram::new([
         0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
         1.0, 2.5,
+    ])
+}
+
+fn job_duration_histogram() -> Histogram {
+    // 1 s .. 2 h: hook Jobs range from a quick migration to a long backup.
+    Histogram::new([
+        1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
     ])
 }
 
@@ -81,6 +144,19 @@ pub struct Metrics {
     pub tls_reloads: Family<ResultLabels, Counter>,
     pub tls_cert_expiry: Gauge<i64, AtomicI64>,
     pub build_info: Family<VersionLabels, Gauge<i64, AtomicI64>>,
+    pub tls_ca_expiry: GaugeI,
+    pub cert_rotations: Family<CertLabels, Counter>,
+    pub cert_reconciles: Family<ResultLabels, Counter>,
+    pub leader: GaugeI,
+    pub inventory_up: GaugeI,
+    pub hook_objects: Family<HookObjectLabels, GaugeI>,
+    pub hook_oldest_finished_age: Family<NamespaceLabels, GaugeI>,
+    pub hook_created: Family<ReleaseLabels, Counter>,
+    pub hook_deleted: Family<ReleaseLabels, Counter>,
+    pub hook_job_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    pub hook_job_outcomes: Family<NamespaceOutcomeLabels, Counter>,
+    pub hook_orphans: Family<NamespaceKindLabels, GaugeI>,
+    pub janitor_deletions: Family<JanitorLabels, Counter>,
     namespace_label: bool,
 }
 
@@ -144,6 +220,94 @@ impl Metrics {
             "Always 1; the version label says which hookguard is running",
             build_info.clone(),
         );
+        let tls_ca_expiry = GaugeI::default();
+        registry.register(
+            "hookguard_tls_ca_expiry_timestamp_seconds",
+            "Earliest expiry (notAfter) of the CAs in the published caBundle (self-managed certificates), as a Unix timestamp; 0 in other modes",
+            tls_ca_expiry.clone(),
+        );
+        let cert_rotations = Family::<CertLabels, Counter>::default();
+        registry.register(
+            "hookguard_cert_rotations",
+            "Certificates this replica issued in self-managed mode, by certificate (serving, ca)",
+            cert_rotations.clone(),
+        );
+        let cert_reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "hookguard_cert_reconciles",
+            "Checks of the self-managed certificates (Secret and caBundle), by result (success, failure)",
+            cert_reconciles.clone(),
+        );
+        let leader = GaugeI::default();
+        registry.register(
+            "hookguard_leader",
+            "1 when this replica holds the leader Lease (and runs the inventory and janitor)",
+            leader.clone(),
+        );
+        let inventory_up = GaugeI::default();
+        registry.register(
+            "hookguard_inventory_up",
+            "1 when this replica runs the hook inventory and its watches are synced",
+            inventory_up.clone(),
+        );
+        let hook_objects = Family::<HookObjectLabels, GaugeI>::default();
+        registry.register(
+            "hookguard_hook_objects",
+            "Live hook objects by namespace, kind and state (active, succeeded, failed, other)",
+            hook_objects.clone(),
+        );
+        let hook_oldest_finished_age = Family::<NamespaceLabels, GaugeI>::default();
+        registry.register(
+            "hookguard_hook_oldest_finished_age_seconds",
+            "Age of the oldest finished (succeeded or failed) hook object still present, by namespace",
+            hook_oldest_finished_age.clone(),
+        );
+        let hook_created = Family::<ReleaseLabels, Counter>::default();
+        registry.register(
+            "hookguard_hook_created",
+            "Hook objects created, by namespace and release (seen by the inventory)",
+            hook_created.clone(),
+        );
+        let hook_deleted = Family::<ReleaseLabels, Counter>::default();
+        registry.register(
+            "hookguard_hook_deleted",
+            "Hook objects deleted, by namespace and release (seen by the inventory)",
+            hook_deleted.clone(),
+        );
+        let hook_job_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(job_duration_histogram);
+        registry.register(
+            "hookguard_hook_job_duration_seconds",
+            "Run time of finished hook Jobs (startTime to completion or failure), by outcome",
+            hook_job_duration.clone(),
+        );
+        let hook_job_outcomes = Family::<NamespaceOutcomeLabels, Counter>::default();
+        registry.register(
+            "hookguard_hook_job_outcomes",
+            "Hook Jobs seen finishing, by namespace and outcome (succeeded, failed)",
+            hook_job_outcomes.clone(),
+        );
+        let hook_orphans = Family::<NamespaceKindLabels, GaugeI>::default();
+        registry.register(
+            "hookguard_hook_orphans",
+            "Hook objects whose Helm release no longer exists, by namespace and kind",
+            hook_orphans.clone(),
+        );
+        let janitor_deletions = Family::<JanitorLabels, Counter>::default();
+        registry.register(
+            "hookguard_janitor_deletions",
+            "Hook objects deleted by the janitor (mode=dry-run: only reported), by namespace, kind and reason",
+            janitor_deletions.clone(),
+        );
+        for cert in ["serving", "ca"] {
+            let _ = cert_rotations.get_or_create(&CertLabels { cert });
+        }
+        for result in ["success", "failure"] {
+            let _ = cert_reconciles.get_or_create(&ResultLabels { result });
+        }
+        for outcome in ["succeeded", "failed"] {
+            let _ = hook_job_duration.get_or_create(&OutcomeLabels { outcome });
+        }
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         build_info
             .get_or_create(&VersionLabels {
@@ -189,8 +353,26 @@ impl Metrics {
             tls_reloads,
             tls_cert_expiry,
             build_info,
+            tls_ca_expiry,
+            cert_rotations,
+            cert_reconciles,
+            leader,
+            inventory_up,
+            hook_objects,
+            hook_oldest_finished_age,
+            hook_created,
+            hook_deleted,
+            hook_job_duration,
+            hook_job_outcomes,
+            hook_orphans,
+            janitor_deletions,
             namespace_label,
         }
+    }
+
+    /// Whether namespace label values are reported (else they are empty).
+    pub fn namespace_label(&self) -> bool {
+        self.namespace_label
     }
 
     /// Records one answered review.

@@ -37,6 +37,34 @@ pub struct ServeOptions {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "HOOKGUARD_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
+    /// kubeconfig for the Kubernetes API (self-managed certificates, inventory, janitor).
+    /// Without it: $KUBECONFIG, ~/.kube/config, then the in-cluster service account.
+    #[arg(long, env = "HOOKGUARD_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Self-managed certificates: keep the CA and serving certificate in this Secret (in
+    /// --namespace), create and rotate them, and serve from it. Every replica must get the same
+    /// --dns/--ip.
+    #[arg(long, env = "HOOKGUARD_CERT_SECRET", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub cert_secret: Option<String>,
+    /// With --cert-secret: the MutatingWebhookConfiguration and ValidatingWebhookConfiguration
+    /// (same name) whose caBundle is kept current.
+    #[arg(long, env = "HOOKGUARD_WEBHOOK_CONFIG_NAME", requires = "cert_secret")]
+    pub webhook_config_name: Option<String>,
+    /// With --cert-secret: validity of each serving certificate.
+    #[arg(long, env = "HOOKGUARD_SERVING_CERT_VALIDITY", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub serving_cert_validity: Duration,
+    /// With --cert-secret: re-issue the serving certificate this long before it expires.
+    #[arg(long, env = "HOOKGUARD_SERVING_CERT_RENEW_BEFORE", default_value = "10d", value_parser = humantime::parse_duration)]
+    pub serving_cert_renew_before: Duration,
+    /// With --cert-secret: validity of each CA.
+    #[arg(long, env = "HOOKGUARD_CA_VALIDITY", default_value = "365d", value_parser = humantime::parse_duration)]
+    pub ca_validity: Duration,
+    /// With --cert-secret: start replacing the CA this long before it expires.
+    #[arg(long, env = "HOOKGUARD_CA_RENEW_BEFORE", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub ca_renew_before: Duration,
+    /// With --cert-secret: how often the Secret and caBundles are checked (also on every change).
+    #[arg(long, env = "HOOKGUARD_CERT_CHECK_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub cert_check_interval: Duration,
     /// Without --tls-cert/--tls-key: where the self-signed CA and serving certificate are written.
     #[arg(long, env = "HOOKGUARD_CERT_DIR", default_value = "certs/dev")]
     pub cert_dir: PathBuf,
@@ -103,6 +131,12 @@ pub enum ServeError {
     },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error("--cert-secret: {0}")]
+    CertSettings(#[from] crate::managed_certs::SettingsError),
+    #[error("--cert-secret: {0}")]
+    CertServe(#[from] crate::managed_certs::ManagedCertError),
 }
 
 /// Loads and validates a policy file.
@@ -149,83 +183,84 @@ pub async fn serve(
     let metrics = Metrics::new(opts.metrics_namespace_label);
     let state = AppState::new(policy, metrics);
 
-    // Certificates: given, or generated into --cert-dir.
-    let (cert_path, key_path) = match (&opts.tls_cert, &opts.tls_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        _ => {
-            let mut dns = vec!["localhost".to_owned()];
-            dns.extend(opts.dns.iter().cloned());
-            let mut ips: Vec<IpAddr> =
-                vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
-            ips.extend(opts.ip.iter().copied());
-            let written = crate::certs::write_certs(
-                &opts.cert_dir,
-                &dns,
-                &ips,
-                true,
-                time::OffsetDateTime::now_utc(),
-            )?;
-            tracing::info!(
-                ca_cert = %written.ca_cert.display(),
-                reused_ca = written.reused_ca,
-                "no --tls-cert given: generated a self-signed serving certificate; register the CA as the webhook caBundle"
-            );
-            println!("hookguard: CA certificate: {}", written.ca_cert.display());
-            println!("hookguard: caBundle: {}", written.ca_bundle);
-            (written.tls_cert, written.tls_key)
-        }
-    };
-    let cert_bytes = std::fs::read(&cert_path).map_err(|source| tls::TlsError::Read {
-        path: cert_path.clone(),
-        source,
-    })?;
-    let key_bytes = std::fs::read(&key_path).map_err(|source| tls::TlsError::Read {
-        path: key_path.clone(),
-        source,
-    })?;
-    let loaded = tls::parse_cert(&cert_bytes, &key_bytes, &cert_path, &key_path)?;
-    if let Some(t) = loaded.not_after {
-        state.metrics.tls_cert_expiry.set(t);
-    }
-    let resolver = Arc::new(tls::ReloadingResolver::new(loaded.key));
-    let server_config = tls::server_config(resolver.clone(), opts.client_ca.as_deref())?;
-    let rustls_config = RustlsConfig::from_config(Arc::new(server_config));
-
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    // Watch the certificate files.
-    {
-        let state = state.clone();
-        let (cert_path, key_path) = (cert_path.clone(), key_path.clone());
-        reload::watch_files(
-            vec![cert_path.clone(), key_path.clone()],
-            vec![cert_bytes, key_bytes],
-            opts.reload_interval,
-            stop_rx.clone(),
-            move |files| match tls::parse_cert(&files[0], &files[1], &cert_path, &key_path) {
-                Ok(loaded) => {
-                    resolver.replace(loaded.key);
-                    if let Some(t) = loaded.not_after {
-                        state.metrics.tls_cert_expiry.set(t);
-                    }
-                    state
-                        .metrics
-                        .tls_reloads
-                        .get_or_create(&crate::metrics::ResultLabels { result: "success" })
-                        .inc();
-                    tracing::info!(cert = %cert_path.display(), "reloaded serving certificate");
-                }
-                Err(e) => {
-                    state
-                        .metrics
-                        .tls_reloads
-                        .get_or_create(&crate::metrics::ResultLabels { result: "failure" })
-                        .inc();
-                    tracing::warn!(error = %e, "new serving certificate rejected; keeping the current one");
-                }
-            },
-        );
-    }
+    // Admin server (plain HTTP) first: /livez and /metrics answer while certificates are set up.
+    let admin_listener = tokio::net::TcpListener::bind(opts.admin_addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: opts.admin_addr,
+            source,
+        })?;
+    let admin_addr = admin_listener.local_addr()?;
+    let mut admin_stop = stop_rx.clone();
+    let admin = tokio::spawn(
+        axum::serve(admin_listener, routes::admin_router(state.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+
+    let mut dns = vec!["localhost".to_owned()];
+    dns.extend(opts.dns.iter().cloned());
+    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+    ips.extend(opts.ip.iter().copied());
+
+    // The Kubernetes API, for what needs it.
+    let connection = if opts.cert_secret.is_some() {
+        Some(crate::cluster::connect(opts.kubeconfig.as_deref()).await?)
+    } else {
+        None
+    };
+
+    let resolver = if let (Some(secret), Some(conn)) = (&opts.cert_secret, &connection) {
+        // Self-managed: the Secret is the source of truth, read through the API.
+        let settings = crate::managed_certs::Settings {
+            serving_validity: to_time(opts.serving_cert_validity),
+            serving_renew_before: to_time(opts.serving_cert_renew_before),
+            ca_validity: to_time(opts.ca_validity),
+            ca_renew_before: to_time(opts.ca_renew_before),
+            dns,
+            ips,
+        };
+        settings.validate()?;
+        let namespace = if own_namespace.is_empty() {
+            conn.default_namespace.clone()
+        } else {
+            own_namespace.clone()
+        };
+        let managed = crate::managed_certs::ManagedCerts {
+            client: conn.client.clone(),
+            namespace: namespace.clone(),
+            secret: secret.clone(),
+            webhook_config: opts.webhook_config_name.clone(),
+            settings,
+            interval: opts.cert_check_interval,
+        };
+        tracing::info!(%namespace, %secret, webhook_config = ?opts.webhook_config_name, "self-managed certificates");
+        let mut first_stop = shutdown.clone();
+        let Some(material) = managed.first(&state.metrics, &mut first_stop).await else {
+            let _ = stop_tx.send(true);
+            let _ = admin.await;
+            return Ok(());
+        };
+        let loaded = crate::managed_certs::load(&material)?;
+        if let Some(t) = loaded.not_after {
+            state.metrics.tls_cert_expiry.set(t);
+        }
+        if let Some(t) = material.earliest_ca_expiry() {
+            state.metrics.tls_ca_expiry.set(t);
+        }
+        let resolver = Arc::new(tls::ReloadingResolver::new(loaded.key));
+        tokio::spawn(managed.run(material, resolver.clone(), state.clone(), stop_rx.clone()));
+        resolver
+    } else {
+        file_certificates(&opts, &state, dns, ips, stop_rx.clone())?
+    };
+    let server_config = tls::server_config(resolver, opts.client_ca.as_deref())?;
+    let rustls_config = RustlsConfig::from_config(Arc::new(server_config));
+
     // Watch the policy file.
     if let (Some(path), Some(bytes)) = (&opts.config, policy_bytes) {
         let state = state.clone();
@@ -259,23 +294,6 @@ pub async fn serve(
             },
         );
     }
-
-    // Admin server (plain HTTP).
-    let admin_listener = tokio::net::TcpListener::bind(opts.admin_addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: opts.admin_addr,
-            source,
-        })?;
-    let admin_addr = admin_listener.local_addr()?;
-    let mut admin_stop = stop_rx.clone();
-    let admin = tokio::spawn(
-        axum::serve(admin_listener, routes::admin_router(state.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
 
     // Webhook server (HTTPS).
     let listener = std::net::TcpListener::bind(opts.addr).map_err(|source| ServeError::Bind {
@@ -337,4 +355,89 @@ pub async fn serve(
     let _ = admin.await;
     tracing::info!("hookguard stopped");
     Ok(())
+}
+
+fn to_time(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+/// Certificates from files (--tls-cert/--tls-key, reloaded on change), or generated into
+/// --cert-dir for development.
+fn file_certificates(
+    opts: &ServeOptions,
+    state: &Arc<AppState>,
+    dns: Vec<String>,
+    ips: Vec<IpAddr>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<Arc<tls::ReloadingResolver>, ServeError> {
+    // Certificates: given, or generated into --cert-dir.
+    let (cert_path, key_path) = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let written = crate::certs::write_certs(
+                &opts.cert_dir,
+                &dns,
+                &ips,
+                true,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            tracing::info!(
+                ca_cert = %written.ca_cert.display(),
+                reused_ca = written.reused_ca,
+                "no --tls-cert given: generated a self-signed serving certificate; register the CA as the webhook caBundle"
+            );
+            println!("hookguard: CA certificate: {}", written.ca_cert.display());
+            println!("hookguard: caBundle: {}", written.ca_bundle);
+            (written.tls_cert, written.tls_key)
+        }
+    };
+    let cert_bytes = std::fs::read(&cert_path).map_err(|source| tls::TlsError::Read {
+        path: cert_path.clone(),
+        source,
+    })?;
+    let key_bytes = std::fs::read(&key_path).map_err(|source| tls::TlsError::Read {
+        path: key_path.clone(),
+        source,
+    })?;
+    let loaded = tls::parse_cert(&cert_bytes, &key_bytes, &cert_path, &key_path)?;
+    if let Some(t) = loaded.not_after {
+        state.metrics.tls_cert_expiry.set(t);
+    }
+    let resolver = Arc::new(tls::ReloadingResolver::new(loaded.key));
+
+    // Watch the certificate files.
+    {
+        let state = state.clone();
+        let resolver = resolver.clone();
+        let (cert_path, key_path) = (cert_path.clone(), key_path.clone());
+        reload::watch_files(
+            vec![cert_path.clone(), key_path.clone()],
+            vec![cert_bytes, key_bytes],
+            opts.reload_interval,
+            stop_rx,
+            move |files| match tls::parse_cert(&files[0], &files[1], &cert_path, &key_path) {
+                Ok(loaded) => {
+                    resolver.replace(loaded.key);
+                    if let Some(t) = loaded.not_after {
+                        state.metrics.tls_cert_expiry.set(t);
+                    }
+                    state
+                        .metrics
+                        .tls_reloads
+                        .get_or_create(&crate::metrics::ResultLabels { result: "success" })
+                        .inc();
+                    tracing::info!(cert = %cert_path.display(), "reloaded serving certificate");
+                }
+                Err(e) => {
+                    state
+                        .metrics
+                        .tls_reloads
+                        .get_or_create(&crate::metrics::ResultLabels { result: "failure" })
+                        .inc();
+                    tracing::warn!(error = %e, "new serving certificate rejected; keeping the current one");
+                }
+            },
+        );
+    }
+    Ok(resolver)
 }

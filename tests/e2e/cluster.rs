@@ -724,23 +724,12 @@ impl Hookguard {
 
     /// The value of one sample line of the metrics, 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
-        self.metrics()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.trim().parse().ok())
-            })
-            .unwrap_or(0.0)
+        metric_value(&self.metrics(), series)
     }
 
     /// The sum of every sample of a family whose labels contain all `must_contain` strings.
     pub fn metric_sum(&self, family: &str, must_contain: &[&str]) -> f64 {
-        self.metrics()
-            .lines()
-            .filter(|l| l.starts_with(&format!("{family}{{")))
-            .filter(|l| must_contain.iter().all(|m| l.contains(m)))
-            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum()
+        metric_sum_of(&self.metrics(), family, must_contain)
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -758,5 +747,95 @@ impl Hookguard {
 impl Drop for Hookguard {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The value of one sample line (`name{labels}` exactly, or a bare name) in a scrape, 0 when absent.
+pub fn metric_value(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .filter(|rest| rest.starts_with(' '))
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// The sum of every sample of a family whose labels contain all `must_contain` strings.
+pub fn metric_sum_of(scrape: &str, family: &str, must_contain: &[&str]) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family} ")))
+        .filter(|l| must_contain.iter().all(|m| l.contains(m)))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// `hookguard serve` with arguments of a scenario's choosing, on free loopback ports.
+pub struct Served {
+    pub port: u16,
+    pub admin_port: u16,
+    proc: Proc,
+}
+
+impl Served {
+    /// Starts `hookguard serve --addr --admin-addr <args>` and waits until /livez answers
+    /// (not /readyz: some modes become ready only after talking to the API server).
+    pub fn start(
+        name: &str,
+        dir: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Result<Served> {
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let (port, admin_port) = (free_port(), free_port());
+        let mut all = vec![
+            "serve".to_owned(),
+            format!("--addr=127.0.0.1:{port}"),
+            format!("--admin-addr=127.0.0.1:{admin_port}"),
+        ];
+        all.extend_from_slice(args);
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_hookguard"));
+        let proc = Proc::spawn(name, dir, &exe, &all, env)?;
+        let served = Served {
+            port,
+            admin_port,
+            proc,
+        };
+        wait_for(&format!("{name} /livez"), Duration::from_secs(30), || {
+            http_get(&served.admin(), "/livez").filter(|(s, _)| *s == 200)
+        })?;
+        Ok(served)
+    }
+
+    pub fn admin(&self) -> String {
+        format!("127.0.0.1:{}", self.admin_port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ready(&self) -> bool {
+        http_get(&self.admin(), "/readyz").is_some_and(|(s, _)| s == 200)
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(&self.admin(), "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    pub fn metric_sum(&self, family: &str, must_contain: &[&str]) -> f64 {
+        metric_sum_of(&self.metrics(), family, must_contain)
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.proc.tail(lines)
+    }
+
+    pub fn stop(mut self) {
+        self.proc.stop(Duration::from_secs(10));
     }
 }

@@ -6,6 +6,7 @@
 //! its own namespace. Everything is torn down at the end, also when a scenario fails, and the
 //! component logs are printed for failures. The last line is "e2e: N passed, M failed".
 
+mod cert_scenarios;
 mod chart_scenarios;
 mod cluster;
 mod helm_scenarios;
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
     let mut all: Vec<Scenario> = scenarios::ALL.to_vec();
     all.extend_from_slice(helm_scenarios::ALL);
     all.extend_from_slice(chart_scenarios::ALL);
+    all.extend_from_slice(cert_scenarios::ALL);
     let selected: Vec<Scenario> = all
         .into_iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))

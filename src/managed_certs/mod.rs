@@ -1,0 +1,487 @@
+//! Self-managed certificates, the shell: keeps the Secret, the webhook configurations' caBundle
+//! and the served certificate in line with [`plan`].
+//!
+//! Every replica runs this loop; no leader is needed. The Secret is only ever written with its
+//! resourceVersion as a precondition (or created, which fails if another replica was first), so
+//! concurrent replicas cannot overwrite each other: the loser re-reads and converges. Patching the
+//! caBundle is idempotent and guarded by a `test` of the webhook's name. Each replica serves the
+//! certificate it reads from the Secret through the API (no volume, so no kubelet sync delay).
+//! A check runs every interval and whenever the Secret or a webhook configuration changes.
+
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::StreamExt as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use tokio::sync::{Notify, watch};
+
+use crate::metrics::Metrics;
+use crate::server::tls::{self, ReloadingResolver};
+pub use plan::{Change, Material, Settings, SettingsError};
+
+const FIELD_MANAGER: &str = "hookguard";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagedCertError {
+    #[error("Secret {namespace}/{name}: {source}")]
+    Secret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{kind} {name}: {source}")]
+    WebhookConfig {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Generate(#[from] crate::certs::CertError),
+    #[error("the serving certificate in the Secret cannot be served: {0}")]
+    Serve(#[from] tls::TlsError),
+}
+
+/// Where the certificates live and what to keep current.
+#[derive(Clone)]
+pub struct ManagedCerts {
+    pub client: kube::Client,
+    pub namespace: String,
+    pub secret: String,
+    /// Name of the Mutating- and ValidatingWebhookConfiguration whose caBundle is kept current.
+    pub webhook_config: Option<String>,
+    pub settings: Settings,
+    pub interval: Duration,
+}
+
+/// One webhook configuration kind, for the generic get/patch code.
+#[derive(Clone, Copy)]
+enum ConfigKind {
+    Mutating,
+    Validating,
+}
+
+impl ConfigKind {
+    fn name(self) -> &'static str {
+        match self {
+            ConfigKind::Mutating => "MutatingWebhookConfiguration",
+            ConfigKind::Validating => "ValidatingWebhookConfiguration",
+        }
+    }
+}
+
+/// `(webhook name, caBundle PEM)` of each webhook in a configuration.
+fn bundles<'a>(
+    webhooks: impl Iterator<Item = (&'a String, &'a WebhookClientConfig)>,
+) -> Vec<(String, Vec<u8>)> {
+    webhooks
+        .map(|(name, config)| {
+            let ca = config.ca_bundle.as_ref().map(|b| b.0.clone());
+            (name.clone(), ca.unwrap_or_default())
+        })
+        .collect()
+}
+
+impl ManagedCerts {
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn secret_err(&self) -> impl FnOnce(kube::Error) -> ManagedCertError + '_ {
+        move |source| ManagedCertError::Secret {
+            namespace: self.namespace.clone(),
+            name: self.secret.clone(),
+            source,
+        }
+    }
+
+    /// The webhooks of one configuration (`None`: the configuration does not exist).
+    async fn webhooks(
+        &self,
+        kind: ConfigKind,
+        name: &str,
+    ) -> Result<Option<Vec<(String, Vec<u8>)>>, ManagedCertError> {
+        let err = |source| ManagedCertError::WebhookConfig {
+            kind: kind.name(),
+            name: name.to_owned(),
+            source,
+        };
+        Ok(match kind {
+            ConfigKind::Mutating => Api::<MutatingWebhookConfiguration>::all(self.client.clone())
+                .get_opt(name)
+                .await
+                .map_err(err)?
+                .map(|c| {
+                    bundles(
+                        c.webhooks
+                            .iter()
+                            .flatten()
+                            .map(|w| (&w.name, &w.client_config)),
+                    )
+                }),
+            ConfigKind::Validating => {
+                Api::<ValidatingWebhookConfiguration>::all(self.client.clone())
+                    .get_opt(name)
+                    .await
+                    .map_err(err)?
+                    .map(|c| {
+                        bundles(
+                            c.webhooks
+                                .iter()
+                                .flatten()
+                                .map(|w| (&w.name, &w.client_config)),
+                        )
+                    })
+            }
+        })
+    }
+
+    /// The caBundles the webhook configurations carry (`None`: none to keep current).
+    async fn published(&self) -> Result<Option<Vec<String>>, ManagedCertError> {
+        let Some(name) = &self.webhook_config else {
+            return Ok(None);
+        };
+        let mut bundles = Vec::new();
+        for kind in [ConfigKind::Mutating, ConfigKind::Validating] {
+            for (_, ca) in self.webhooks(kind, name).await?.unwrap_or_default() {
+                bundles.push(String::from_utf8_lossy(&ca).into_owned());
+            }
+        }
+        Ok(Some(bundles))
+    }
+
+    /// Sets `bundle` as the caBundle of every webhook that lacks it; returns how many changed.
+    async fn publish(&self, bundle: &str) -> Result<usize, ManagedCertError> {
+        let Some(name) = &self.webhook_config else {
+            return Ok(0);
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bundle.as_bytes());
+        let mut changed = 0;
+        for kind in [ConfigKind::Mutating, ConfigKind::Validating] {
+            let Some(webhooks) = self.webhooks(kind, name).await? else {
+                continue;
+            };
+            let mut ops = Vec::new();
+            for (i, (webhook, ca)) in webhooks.iter().enumerate() {
+                if ca.as_slice() != bundle.as_bytes() {
+                    // The test makes the patch fail instead of landing on another webhook if
+                    // the list changed (e.g. a concurrent helm upgrade) since it was read.
+                    ops.push(serde_json::json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": webhook}));
+                    ops.push(serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}));
+                    changed += 1;
+                }
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            let patch: json_patch::Patch = match serde_json::from_value(ops.into()) {
+                Ok(p) => p,
+                // Built above from known-good shapes; cannot fail.
+                Err(_) => continue,
+            };
+            let params = PatchParams::default();
+            let err = |source| ManagedCertError::WebhookConfig {
+                kind: kind.name(),
+                name: name.clone(),
+                source,
+            };
+            match kind {
+                ConfigKind::Mutating => {
+                    Api::<MutatingWebhookConfiguration>::all(self.client.clone())
+                        .patch(name, &params, &Patch::<()>::Json(patch))
+                        .await
+                        .map_err(err)?;
+                }
+                ConfigKind::Validating => {
+                    Api::<ValidatingWebhookConfiguration>::all(self.client.clone())
+                        .patch(name, &params, &Patch::<()>::Json(patch))
+                        .await
+                        .map_err(err)?;
+                }
+            }
+            tracing::info!(kind = kind.name(), %name, "published the caBundle");
+        }
+        Ok(changed)
+    }
+
+    /// One check, repeated (up to 3 times) when another replica wrote the Secret first.
+    pub async fn reconcile(
+        &self,
+        metrics: &Metrics,
+    ) -> Result<(Material, Vec<Change>), ManagedCertError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.reconcile_once(metrics).await {
+                Err(ManagedCertError::Secret {
+                    source: kube::Error::Api(status),
+                    ..
+                }) if status.code == 409 && attempt < 3 => {
+                    tracing::debug!(
+                        "another replica updated the certificate Secret first; re-reading it"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One check: plan, write the Secret if needed, publish the bundle. Returns what is in force.
+    async fn reconcile_once(
+        &self,
+        metrics: &Metrics,
+    ) -> Result<(Material, Vec<Change>), ManagedCertError> {
+        let secrets = self.secrets();
+        let current = secrets
+            .get_opt(&self.secret)
+            .await
+            .map_err(self.secret_err())?;
+        let data: Option<BTreeMap<String, Vec<u8>>> = current.as_ref().map(|s| {
+            s.data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect()
+        });
+        let published = self.published().await?;
+        let planned = plan::plan(
+            data.as_ref(),
+            published.as_deref(),
+            time::OffsetDateTime::now_utc(),
+            &self.settings,
+        )?;
+        if !planned.changes.is_empty() {
+            let data: BTreeMap<String, ByteString> = planned
+                .material
+                .to_data()
+                .into_iter()
+                .map(|(k, v)| (k, ByteString(v)))
+                .collect();
+            match current {
+                None => {
+                    let secret = Secret {
+                        metadata: ObjectMeta {
+                            name: Some(self.secret.clone()),
+                            namespace: Some(self.namespace.clone()),
+                            labels: Some(BTreeMap::from([(
+                                "app.kubernetes.io/managed-by".to_owned(),
+                                "hookguard".to_owned(),
+                            )])),
+                            ..ObjectMeta::default()
+                        },
+                        type_: Some("kubernetes.io/tls".to_owned()),
+                        data: Some(data),
+                        ..Secret::default()
+                    };
+                    let params = PostParams {
+                        field_manager: Some(FIELD_MANAGER.to_owned()),
+                        ..PostParams::default()
+                    };
+                    secrets
+                        .create(&params, &secret)
+                        .await
+                        .map_err(self.secret_err())?;
+                }
+                Some(mut secret) => {
+                    // `replace` sends the resourceVersion read above: a concurrent writer makes
+                    // this a 409 Conflict, and the next check starts from what it wrote.
+                    secret.data = Some(data);
+                    secret.string_data = None;
+                    let params = PostParams {
+                        field_manager: Some(FIELD_MANAGER.to_owned()),
+                        ..PostParams::default()
+                    };
+                    secrets
+                        .replace(&self.secret, &params, &secret)
+                        .await
+                        .map_err(self.secret_err())?;
+                }
+            }
+            for change in &planned.changes {
+                tracing::info!(secret = %self.secret, change = ?change, "updated the certificate Secret");
+                for cert in change.rotated() {
+                    metrics
+                        .cert_rotations
+                        .get_or_create(&crate::metrics::CertLabels { cert })
+                        .inc();
+                }
+            }
+        }
+        self.publish(&planned.material.bundle_pem()).await?;
+        Ok((planned.material, planned.changes))
+    }
+
+    /// Runs checks until the first one succeeds (retrying with backoff), so the webhook never
+    /// starts without a certificate. Returns `None` if `stop` turned true first.
+    pub async fn first(
+        &self,
+        metrics: &Metrics,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Material> {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match self.reconcile(metrics).await {
+                Ok((material, _)) => {
+                    record(metrics, "success");
+                    return Some(material);
+                }
+                Err(e) => {
+                    record(metrics, "failure");
+                    tracing::warn!(error = %e, retry_in = ?delay, "cannot set up the certificates yet");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stopped(stop) => return None,
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// Keeps checking until `stop`; swaps the served certificate when the Secret's changes.
+    pub async fn run(
+        self,
+        mut served: Material,
+        resolver: Arc<ReloadingResolver>,
+        state: Arc<crate::server::AppState>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let wake = Arc::new(Notify::new());
+        let mut watchers = Vec::new();
+        let by_name =
+            |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+        watchers.push(tokio::spawn(notify_on_change(
+            watcher::watcher(self.secrets(), by_name(&self.secret)),
+            wake.clone(),
+        )));
+        if let Some(name) = &self.webhook_config {
+            watchers.push(tokio::spawn(notify_on_change(
+                watcher::watcher(
+                    Api::<MutatingWebhookConfiguration>::all(self.client.clone()),
+                    by_name(name),
+                ),
+                wake.clone(),
+            )));
+            watchers.push(tokio::spawn(notify_on_change(
+                watcher::watcher(
+                    Api::<ValidatingWebhookConfiguration>::all(self.client.clone()),
+                    by_name(name),
+                ),
+                wake.clone(),
+            )));
+        }
+        let metrics = &state.metrics;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = wake.notified() => {
+                    // Let a burst of events (our own writes included) settle into one check.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ = stopped(&mut stop) => break,
+            }
+            match self.reconcile(metrics).await {
+                Ok((material, _)) => {
+                    record(metrics, "success");
+                    if material.serving != served.serving {
+                        match serve_material(&material, &resolver, metrics) {
+                            Ok(()) => {
+                                tracing::info!("serving the new certificate from the Secret");
+                                served = material;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "keeping the current certificate"),
+                        }
+                    } else {
+                        set_ca_expiry(&material, metrics);
+                    }
+                }
+                Err(e) => {
+                    record(metrics, "failure");
+                    tracing::warn!(error = %e, "certificate check failed; retrying at the next check");
+                }
+            }
+        }
+        for w in watchers {
+            w.abort();
+        }
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // Drop the borrow at once: the guard is not Send.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+fn record(metrics: &Metrics, result: &'static str) {
+    metrics
+        .cert_reconciles
+        .get_or_create(&crate::metrics::ResultLabels { result })
+        .inc();
+}
+
+fn set_ca_expiry(material: &Material, metrics: &Metrics) {
+    if let Some(t) = material.earliest_ca_expiry() {
+        metrics.tls_ca_expiry.set(t);
+    }
+}
+
+/// Puts the Secret's serving certificate into the TLS resolver and updates the expiry metrics.
+pub fn serve_material(
+    material: &Material,
+    resolver: &ReloadingResolver,
+    metrics: &Metrics,
+) -> Result<(), tls::TlsError> {
+    let loaded = load(material)?;
+    resolver.replace(loaded.key);
+    if let Some(t) = loaded.not_after {
+        metrics.tls_cert_expiry.set(t);
+    }
+    set_ca_expiry(material, metrics);
+    metrics
+        .tls_reloads
+        .get_or_create(&crate::metrics::ResultLabels { result: "success" })
+        .inc();
+    Ok(())
+}
+
+/// Parses the Secret's serving key pair.
+pub fn load(material: &Material) -> Result<tls::LoadedCert, tls::TlsError> {
+    let path = std::path::Path::new("Secret");
+    tls::parse_cert(
+        material.serving.cert_pem.as_bytes(),
+        material.serving.key_pem.as_bytes(),
+        &path.join(plan::TLS_CERT),
+        &path.join(plan::TLS_KEY),
+    )
+}
+
+async fn notify_on_change<K>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    wake: Arc<Notify>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone) => {
+                wake.notify_one()
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "watch error; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}

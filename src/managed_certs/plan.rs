@@ -1,0 +1,604 @@
+//! The pure half of self-managed certificates: from what the Secret holds, what the webhook
+//! configurations publish as caBundle, and the current time, decide what the Secret must hold.
+//!
+//! CA rotation never breaks a connection: a new CA is first *staged* (added to the bundle next to
+//! the current one, which the shell then publishes in the webhook configurations); only once every
+//! webhook configuration carries it is it *promoted* and the serving certificate re-issued from it.
+//! Replaced CAs stay in the bundle until they expire, so a replica still serving a certificate of
+//! the old CA keeps being trusted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use time::{Duration, OffsetDateTime};
+use x509_parser::extensions::GeneralName;
+
+use crate::certs::{Ca, CertError, Serving, generate_ca_valid, generate_serving};
+
+/// Keys of the Secret.
+pub const CA_CERT: &str = "ca.crt";
+pub const CA_KEY: &str = "ca.key";
+pub const TLS_CERT: &str = "tls.crt";
+pub const TLS_KEY: &str = "tls.key";
+/// Every CA the webhook configurations must trust (current first), PEM.
+pub const CA_BUNDLE: &str = "ca-bundle.crt";
+/// A staged CA, waiting to be published before it signs anything.
+pub const NEXT_CA_CERT: &str = "ca-next.crt";
+pub const NEXT_CA_KEY: &str = "ca-next.key";
+
+/// Validity and renewal windows, and the names the serving certificate must carry.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub serving_validity: Duration,
+    pub serving_renew_before: Duration,
+    pub ca_validity: Duration,
+    pub ca_renew_before: Duration,
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error(
+        "{what}: the renewal window ({renew}) must be shorter than the validity ({validity}), or the certificate would be renewed on every check"
+    )]
+    Window {
+        what: &'static str,
+        renew: String,
+        validity: String,
+    },
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        for (what, validity, renew) in [
+            (
+                "serving certificate",
+                self.serving_validity,
+                self.serving_renew_before,
+            ),
+            ("CA", self.ca_validity, self.ca_renew_before),
+        ] {
+            if renew >= validity {
+                return Err(SettingsError::Window {
+                    what,
+                    renew: renew.to_string(),
+                    validity: validity.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the Secret holds, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Material {
+    pub ca: Ca,
+    pub serving: Serving,
+    /// PEM of each trusted CA, current first, then a staged one, then older ones.
+    pub bundle: Vec<String>,
+    pub next_ca: Option<Ca>,
+}
+
+/// Why the Secret is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// There was no Secret: a new CA and serving certificate.
+    Created,
+    /// The Secret could not be used (a key missing, bad PEM): started over with a new CA.
+    Replaced(String),
+    /// A new CA was added to the bundle; it signs nothing until published.
+    CaStaged,
+    /// The staged CA, now published everywhere, became the CA; the serving certificate was re-issued.
+    CaPromoted,
+    /// The serving certificate was re-issued from the current CA.
+    ServingRenewed(String),
+    /// Expired CAs were dropped from the bundle, or missing ones restored.
+    BundleChanged,
+}
+
+impl Change {
+    /// Which certificate rotated, for the rotations metric.
+    pub fn rotated(&self) -> &'static [&'static str] {
+        match self {
+            Change::Created | Change::Replaced(_) => &["ca", "serving"],
+            Change::CaPromoted => &["ca", "serving"],
+            Change::ServingRenewed(_) => &["serving"],
+            Change::CaStaged | Change::BundleChanged => &[],
+        }
+    }
+}
+
+/// The Secret's next contents and why they differ (no changes: leave the Secret alone).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub material: Material,
+    pub changes: Vec<Change>,
+}
+
+impl Material {
+    /// Reads the Secret's data; `Err` says what is wrong with it.
+    pub fn from_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Material, String> {
+        let text = |key: &str| -> Result<String, String> {
+            let bytes = data.get(key).ok_or_else(|| format!("key {key} missing"))?;
+            String::from_utf8(bytes.clone()).map_err(|_| format!("key {key} is not PEM text"))
+        };
+        let ca = Ca {
+            cert_pem: text(CA_CERT)?,
+            key_pem: text(CA_KEY)?,
+        };
+        let serving = Serving {
+            cert_pem: text(TLS_CERT)?,
+            key_pem: text(TLS_KEY)?,
+        };
+        for (key, pem) in [(CA_CERT, &ca.cert_pem), (TLS_CERT, &serving.cert_pem)] {
+            if facts(pem).is_none() {
+                return Err(format!("key {key} holds no readable certificate"));
+            }
+        }
+        let next_ca = match (
+            data.contains_key(NEXT_CA_CERT),
+            data.contains_key(NEXT_CA_KEY),
+        ) {
+            (true, true) => Some(Ca {
+                cert_pem: text(NEXT_CA_CERT)?,
+                key_pem: text(NEXT_CA_KEY)?,
+            }),
+            _ => None,
+        };
+        let bundle = match data.get(CA_BUNDLE) {
+            Some(_) => split_pem(&text(CA_BUNDLE)?),
+            None => Vec::new(),
+        };
+        Ok(Material {
+            ca,
+            serving,
+            bundle,
+            next_ca,
+        })
+    }
+
+    /// The Secret's data.
+    pub fn to_data(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut data = BTreeMap::new();
+        data.insert(CA_CERT.to_owned(), self.ca.cert_pem.clone().into_bytes());
+        data.insert(CA_KEY.to_owned(), self.ca.key_pem.clone().into_bytes());
+        data.insert(
+            TLS_CERT.to_owned(),
+            self.serving.cert_pem.clone().into_bytes(),
+        );
+        data.insert(
+            TLS_KEY.to_owned(),
+            self.serving.key_pem.clone().into_bytes(),
+        );
+        data.insert(CA_BUNDLE.to_owned(), self.bundle_pem().into_bytes());
+        if let Some(next) = &self.next_ca {
+            data.insert(NEXT_CA_CERT.to_owned(), next.cert_pem.clone().into_bytes());
+            data.insert(NEXT_CA_KEY.to_owned(), next.key_pem.clone().into_bytes());
+        }
+        data
+    }
+
+    /// The caBundle the webhook configurations must carry.
+    pub fn bundle_pem(&self) -> String {
+        self.bundle.concat()
+    }
+
+    /// Earliest notAfter among the CAs in the bundle (Unix seconds).
+    pub fn earliest_ca_expiry(&self) -> Option<i64> {
+        self.bundle
+            .iter()
+            .filter_map(|pem| facts(pem).map(|f| f.not_after))
+            .min()
+    }
+}
+
+/// The facts of a certificate the plan reads.
+struct Facts {
+    not_after: i64,
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+    dns: BTreeSet<String>,
+    ips: BTreeSet<IpAddr>,
+}
+
+fn first_der(pem: &str) -> Option<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok()
+}
+
+fn facts(pem: &str) -> Option<Facts> {
+    let der = first_der(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let mut dns = BTreeSet::new();
+    let mut ips = BTreeSet::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => {
+                    dns.insert((*d).to_owned());
+                }
+                GeneralName::IPAddress(bytes) => {
+                    if let Ok(octets) = <[u8; 4]>::try_from(*bytes) {
+                        ips.insert(IpAddr::from(octets));
+                    } else if let Ok(octets) = <[u8; 16]>::try_from(*bytes) {
+                        ips.insert(IpAddr::from(octets));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(Facts {
+        not_after: cert.validity().not_after.timestamp(),
+        subject: cert.subject().as_raw().to_vec(),
+        issuer: cert.issuer().as_raw().to_vec(),
+        dns,
+        ips,
+    })
+}
+
+/// Splits a PEM bundle into one PEM text per certificate (normalized, so comparisons are exact).
+pub fn split_pem(bundle: &str) -> Vec<String> {
+    CertificateDer::pem_slice_iter(bundle.as_bytes())
+        .filter_map(Result::ok)
+        .map(|der| der_to_pem(&der))
+        .collect()
+}
+
+fn der_to_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+fn same_cert(a: &str, b: &str) -> bool {
+    match (first_der(a), first_der(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn new_ca(now: OffsetDateTime, settings: &Settings) -> Result<Ca, CertError> {
+    // A distinct subject per CA, so "issued by the current CA" is a subject comparison.
+    let name = format!("hookguard-ca-{}", now.unix_timestamp_nanos() / 1_000_000);
+    generate_ca_valid(&name, now, settings.ca_validity)
+}
+
+fn issue(ca: &Ca, now: OffsetDateTime, settings: &Settings) -> Result<Serving, CertError> {
+    // Never outlive the issuing CA.
+    let ca_left = facts(&ca.cert_pem)
+        .map(|f| Duration::seconds(f.not_after - now.unix_timestamp()))
+        .unwrap_or(settings.serving_validity);
+    let validity = settings.serving_validity.min(ca_left);
+    generate_serving(ca, &settings.dns, &settings.ips, now, validity)
+}
+
+fn fresh(now: OffsetDateTime, settings: &Settings) -> Result<Material, CertError> {
+    let ca = new_ca(now, settings)?;
+    let serving = issue(&ca, now, settings)?;
+    Ok(Material {
+        bundle: split_pem(&ca.cert_pem),
+        ca,
+        serving,
+        next_ca: None,
+    })
+}
+
+/// Why the serving certificate must be re-issued, if it must.
+fn serving_problem(material: &Material, now: i64, settings: &Settings) -> Option<String> {
+    let Some(leaf) = facts(&material.serving.cert_pem) else {
+        return Some("unreadable".to_owned());
+    };
+    let ca = facts(&material.ca.cert_pem)?;
+    if leaf.issuer != ca.subject {
+        return Some("not issued by the current CA".to_owned());
+    }
+    if leaf.not_after - settings.serving_renew_before.whole_seconds() <= now {
+        return Some(format!(
+            "expires within {}",
+            humantime::format_duration(std::time::Duration::from_secs(
+                settings.serving_renew_before.whole_seconds().max(0) as u64
+            ))
+        ));
+    }
+    let want_dns: BTreeSet<String> = settings.dns.iter().cloned().collect();
+    let want_ips: BTreeSet<IpAddr> = settings.ips.iter().copied().collect();
+    if leaf.dns != want_dns || leaf.ips != want_ips {
+        return Some("its names differ from the configured --dns/--ip".to_owned());
+    }
+    None
+}
+
+/// Decides the Secret's next contents.
+///
+/// `current`: the Secret's data, if the Secret exists. `published`: the caBundles (PEM) found in
+/// the webhook configurations, or `None` when there are none to keep current (then a staged CA
+/// is promoted at once).
+pub fn plan(
+    current: Option<&BTreeMap<String, Vec<u8>>>,
+    published: Option<&[String]>,
+    now: OffsetDateTime,
+    settings: &Settings,
+) -> Result<Plan, CertError> {
+    let mut material = match current.map(Material::from_data) {
+        None => {
+            return Ok(Plan {
+                material: fresh(now, settings)?,
+                changes: vec![Change::Created],
+            });
+        }
+        Some(Err(why)) => {
+            return Ok(Plan {
+                material: fresh(now, settings)?,
+                changes: vec![Change::Replaced(why)],
+            });
+        }
+        Some(Ok(m)) => m,
+    };
+    let mut changes = Vec::new();
+    let ts = now.unix_timestamp();
+
+    // The bundle always holds the current CA and a staged one.
+    let original_bundle = material.bundle.clone();
+    let mut required = split_pem(&material.ca.cert_pem);
+    if let Some(next) = &material.next_ca {
+        required.extend(split_pem(&next.cert_pem));
+    }
+    for pem in required.into_iter().rev() {
+        if !material.bundle.iter().any(|b| same_cert(b, &pem)) {
+            material.bundle.insert(0, pem);
+        }
+    }
+
+    // Promote a staged CA once every webhook configuration trusts it.
+    if let Some(next) = material.next_ca.clone() {
+        let everywhere = match published {
+            None => true,
+            Some(bundles) => {
+                !bundles.is_empty()
+                    && bundles
+                        .iter()
+                        .all(|b| split_pem(b).iter().any(|p| same_cert(p, &next.cert_pem)))
+            }
+        };
+        if everywhere {
+            material.serving = issue(&next, now, settings)?;
+            material.ca = next;
+            material.next_ca = None;
+            // Current CA first.
+            let current = material.ca.cert_pem.clone();
+            material.bundle.sort_by_key(|p| !same_cert(p, &current));
+            changes.push(Change::CaPromoted);
+        }
+    } else if facts(&material.ca.cert_pem)
+        .is_some_and(|ca| ca.not_after - settings.ca_renew_before.whole_seconds() <= ts)
+    {
+        let next = new_ca(now, settings)?;
+        material.bundle.extend(split_pem(&next.cert_pem));
+        material.next_ca = Some(next);
+        changes.push(Change::CaStaged);
+    }
+
+    if !changes.contains(&Change::CaPromoted)
+        && let Some(why) = serving_problem(&material, ts, settings)
+    {
+        material.serving = issue(&material.ca, now, settings)?;
+        changes.push(Change::ServingRenewed(why));
+    }
+
+    // Drop expired CAs that are neither current nor staged.
+    let before = material.bundle.len();
+    let (ca_pem, next_pem) = (
+        material.ca.cert_pem.clone(),
+        material.next_ca.as_ref().map(|n| n.cert_pem.clone()),
+    );
+    material.bundle.retain(|pem| {
+        same_cert(pem, &ca_pem)
+            || next_pem.as_deref().is_some_and(|n| same_cert(pem, n))
+            || facts(pem).is_some_and(|f| f.not_after > ts)
+    });
+    if material.bundle.len() < before {
+        changes.push(Change::BundleChanged);
+    }
+    if changes.is_empty() && material.bundle != original_bundle {
+        // Only the bundle was incomplete (edited by hand): write it back whole.
+        changes.push(Change::BundleChanged);
+    }
+    Ok(Plan { material, changes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            serving_validity: Duration::hours(10),
+            serving_renew_before: Duration::hours(4),
+            ca_validity: Duration::hours(100),
+            ca_renew_before: Duration::hours(30),
+            dns: vec!["hookguard.hookguard.svc".to_owned()],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+        }
+    }
+
+    fn t0() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    fn step(
+        data: &BTreeMap<String, Vec<u8>>,
+        published: Option<&[String]>,
+        now: OffsetDateTime,
+    ) -> Plan {
+        plan(Some(data), published, now, &settings()).unwrap()
+    }
+
+    fn issued_by(serving: &Serving, ca: &Ca) -> bool {
+        facts(&serving.cert_pem).unwrap().issuer == facts(&ca.cert_pem).unwrap().subject
+    }
+
+    #[test]
+    fn settings_reject_a_renewal_window_longer_than_the_validity() {
+        let mut s = settings();
+        assert!(s.validate().is_ok());
+        s.serving_renew_before = Duration::hours(10);
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("serving certificate"), "{err}");
+    }
+
+    #[test]
+    fn no_secret_creates_a_ca_and_a_serving_certificate_with_the_configured_names() {
+        let p = plan(None, None, t0(), &settings()).unwrap();
+        assert_eq!(p.changes, vec![Change::Created]);
+        let m = &p.material;
+        assert!(issued_by(&m.serving, &m.ca));
+        let leaf = facts(&m.serving.cert_pem).unwrap();
+        assert!(leaf.dns.contains("hookguard.hookguard.svc"));
+        assert!(leaf.ips.contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+        assert_eq!(
+            leaf.not_after,
+            (t0() + Duration::hours(10)).unix_timestamp()
+        );
+        assert_eq!(m.bundle.len(), 1);
+        assert!(same_cert(&m.bundle[0], &m.ca.cert_pem));
+        // What is written reads back the same and needs nothing more.
+        let again = step(&m.to_data(), Some(&[m.bundle_pem()]), t0());
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+        assert_eq!(&again.material, m);
+    }
+
+    #[test]
+    fn a_broken_secret_is_replaced_and_says_why() {
+        let mut data = plan(None, None, t0(), &settings())
+            .unwrap()
+            .material
+            .to_data();
+        data.remove(TLS_KEY);
+        let p = step(&data, None, t0());
+        assert_eq!(
+            p.changes,
+            vec![Change::Replaced("key tls.key missing".to_owned())]
+        );
+    }
+
+    #[test]
+    fn the_serving_certificate_is_renewed_inside_its_window_from_the_same_ca() {
+        let m = plan(None, None, t0(), &settings()).unwrap().material;
+        let published = [m.bundle_pem()];
+        let quiet = step(&m.to_data(), Some(&published), t0() + Duration::hours(5));
+        assert!(quiet.changes.is_empty());
+        let p = step(&m.to_data(), Some(&published), t0() + Duration::hours(6));
+        assert!(
+            matches!(p.changes.as_slice(), [Change::ServingRenewed(why)] if why.contains("expires within")),
+            "{:?}",
+            p.changes
+        );
+        assert_eq!(p.material.ca, m.ca);
+        assert_eq!(p.material.bundle, m.bundle);
+        assert_ne!(p.material.serving, m.serving);
+        assert!(issued_by(&p.material.serving, &m.ca));
+    }
+
+    #[test]
+    fn changed_names_reissue_the_serving_certificate() {
+        let m = plan(None, None, t0(), &settings()).unwrap().material;
+        let mut s = settings();
+        s.dns
+            .push("hookguard.hookguard.svc.cluster.local".to_owned());
+        let p = plan(Some(&m.to_data()), None, t0(), &s).unwrap();
+        assert!(
+            matches!(p.changes.as_slice(), [Change::ServingRenewed(why)] if why.contains("names"))
+        );
+    }
+
+    #[test]
+    fn ca_rotation_stages_then_promotes_only_once_published_and_keeps_the_old_ca_until_it_expires()
+    {
+        let m0 = plan(None, None, t0(), &settings()).unwrap().material;
+        let old_published = [m0.bundle_pem()];
+        // 70 h: inside the CA's 30 h renewal window (expires at 100 h).
+        let at = t0() + Duration::hours(70);
+        let staged = step(&m0.to_data(), Some(&old_published), at);
+        assert!(
+            staged.changes.contains(&Change::CaStaged),
+            "{:?}",
+            staged.changes
+        );
+        let m1 = staged.material;
+        let next = m1.next_ca.clone().unwrap();
+        assert_eq!(m1.ca, m0.ca, "the staged CA signs nothing yet");
+        assert_eq!(m1.bundle.len(), 2);
+        assert!(issued_by(&m1.serving, &m0.ca));
+
+        // Not yet published: nothing is promoted.
+        let waiting = step(&m1.to_data(), Some(&old_published), at);
+        assert!(!waiting.changes.contains(&Change::CaPromoted));
+        assert_eq!(waiting.material.next_ca.as_ref(), Some(&next));
+        // Published in only one of two configurations: still waiting.
+        let half = [m1.bundle_pem(), m0.bundle_pem()];
+        assert!(
+            step(&m1.to_data(), Some(&half), at)
+                .material
+                .next_ca
+                .is_some()
+        );
+
+        // Published everywhere: promoted, serving certificate from the new CA, old CA still trusted.
+        let both = [m1.bundle_pem(), m1.bundle_pem()];
+        let promoted = step(&m1.to_data(), Some(&both), at);
+        assert_eq!(promoted.changes, vec![Change::CaPromoted]);
+        let m2 = promoted.material;
+        assert_eq!(m2.ca, next);
+        assert!(m2.next_ca.is_none());
+        assert!(issued_by(&m2.serving, &next));
+        assert_eq!(m2.bundle.len(), 2);
+        assert!(same_cert(&m2.bundle[0], &next.cert_pem), "current CA first");
+        let settled = step(&m2.to_data(), Some(&[m2.bundle_pem()]), at);
+        assert!(settled.changes.is_empty(), "{:?}", settled.changes);
+
+        // After the old CA expired (100 h), it is pruned. The serving certificate issued at 70 h
+        // expires at 80 h, so it has been renewed by then too.
+        let later = step(&m2.to_data(), None, t0() + Duration::hours(101));
+        assert!(later.changes.contains(&Change::BundleChanged));
+        assert_eq!(later.material.bundle.len(), 1);
+        assert!(same_cert(&later.material.bundle[0], &next.cert_pem));
+    }
+
+    #[test]
+    fn a_serving_certificate_never_outlives_its_ca() {
+        let m = plan(None, None, t0(), &settings()).unwrap().material;
+        // 95 h: the CA (staged replacement not yet published) expires at 100 h.
+        let mut s = settings();
+        s.serving_renew_before = Duration::minutes(1);
+        let p = plan(
+            Some(&m.to_data()),
+            Some(&[m.bundle_pem()]),
+            t0() + Duration::hours(95),
+            &s,
+        )
+        .unwrap();
+        let leaf = facts(&p.material.serving.cert_pem).unwrap();
+        let ca = facts(&m.ca.cert_pem).unwrap();
+        assert!(leaf.not_after <= ca.not_after);
+    }
+
+    #[test]
+    fn a_bundle_missing_the_current_ca_is_repaired() {
+        let m = plan(None, None, t0(), &settings()).unwrap().material;
+        let mut data = m.to_data();
+        data.insert(CA_BUNDLE.to_owned(), Vec::new());
+        let p = step(&data, None, t0());
+        assert_eq!(p.changes, vec![Change::BundleChanged]);
+        assert_eq!(p.material.bundle, m.bundle);
+    }
+}

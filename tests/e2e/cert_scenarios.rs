@@ -1,0 +1,256 @@
+//! Self-managed certificates against the real API server: two hookguard replicas share one
+//! Secret, keep the caBundle of the chart's webhook configurations current, and rotate the serving
+//! certificate and the CA on short validities, while kube-apiserver keeps calling them over TLS.
+//! Nothing is simulated here except time, which is compressed (seconds instead of days).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use crate::cluster::{Result, Served, ensure, repo, wait_for};
+use crate::{Env, Scenario};
+
+pub const ALL: &[Scenario] = &[(
+    "12-self-managed-certs-rotate-under-load",
+    self_managed_rotation,
+)];
+
+const NS: &str = "e2e-certs";
+const HOOKS_NS: &str = "e2e-certs-hooks";
+const NAME: &str = "e2e-selfmanaged";
+const SECRET: &str = "e2e-selfmanaged-tls";
+
+fn b64(s: &str) -> Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| format!("bad base64: {e}"))
+}
+
+/// One key of the Secret, decoded; `None` if the Secret or key is absent.
+fn secret_key(env: &Env, key: &str) -> Option<String> {
+    let secret = env.cluster.get_json(&["secret", "-n", NS, SECRET])?;
+    let value = secret["data"][key].as_str()?;
+    String::from_utf8(b64(value).ok()?).ok()
+}
+
+/// The caBundle (decoded PEM) of the single webhook of each configuration.
+fn published(env: &Env) -> Vec<String> {
+    [
+        "mutatingwebhookconfiguration",
+        "validatingwebhookconfiguration",
+    ]
+    .iter()
+    .map(|kind| {
+        env.cluster
+            .get_json(&[kind, NAME])
+            .and_then(|c| {
+                c["webhooks"][0]["clientConfig"]["caBundle"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .and_then(|b| b64(&b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    })
+    .collect()
+}
+
+fn self_managed_rotation(env: &Env) -> Result<()> {
+    env.cluster.namespace(NS)?;
+    env.cluster.namespace(HOOKS_NS)?;
+    let dir = env.cluster.work.join("self-managed");
+    let kubeconfig = env.cluster.kubeconfig.display().to_string();
+    let args = |_: &str| -> Vec<String> {
+        vec![
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--namespace={NS}"),
+            format!("--cert-secret={SECRET}"),
+            format!("--webhook-config-name={NAME}"),
+            // Compressed time: a serving certificate lives 20 s and is renewed 12 s before its
+            // end (every ~8 s); a CA lives 60 s and is replaced from 40 s before its end.
+            "--serving-cert-validity=20s".into(),
+            "--serving-cert-renew-before=12s".into(),
+            "--ca-validity=60s".into(),
+            "--ca-renew-before=40s".into(),
+            "--cert-check-interval=1s".into(),
+            "--log=info,hookguard=debug".into(),
+        ]
+    };
+    let a = Served::start("hookguard-selfmanaged-a", &dir, &args("a"), &[])?;
+    let b = Served::start("hookguard-selfmanaged-b", &dir, &args("b"), &[])?;
+    let result = (|| -> Result<()> {
+        // The Secret appears, and both replicas become ready serving from it.
+        wait_for(
+            "the Secret and both replicas ready",
+            Duration::from_secs(30),
+            || (secret_key(env, "tls.crt").is_some() && a.ready() && b.ready()).then_some(()),
+        )?;
+        for key in ["ca.crt", "ca.key", "tls.key", "ca-bundle.crt"] {
+            ensure(secret_key(env, key).is_some(), || {
+                format!("Secret has no {key}")
+            })?;
+        }
+
+        // Register the chart's webhook configurations for replica A, without a caBundle:
+        // hookguard must publish it.
+        let chart = repo().join("charts/hookguard").display().to_string();
+        let rendered = env.cluster.run_ok(
+            "helm",
+            &[
+                "template",
+                NAME,
+                &chart,
+                "--namespace",
+                NS,
+                "--show-only",
+                "templates/webhooks.yaml",
+                "--set",
+                &format!("fullnameOverride={NAME}"),
+                "--set",
+                &format!("webhook.url={}", a.url()),
+            ],
+            None,
+        )?;
+        let yaml = String::from_utf8_lossy(&rendered.stdout).into_owned();
+        ensure(!yaml.contains("caBundle"), || {
+            format!(
+                "the out-of-cluster render without webhook.caBundle must carry no caBundle:\n{yaml}"
+            )
+        })?;
+        env.cluster.apply(&yaml)?;
+        wait_for(
+            "caBundle published in both configurations",
+            Duration::from_secs(20),
+            || {
+                let bundle = secret_key(env, "ca-bundle.crt")?;
+                published(env).iter().all(|p| *p == bundle).then_some(())
+            },
+        )?;
+
+        // Create hook objects through the API server for a while; every one is admitted by
+        // hookguard (validating failurePolicy Fail: a TLS failure would refuse the create).
+        let before = a.metric_sum(
+            "hookguard_admission_requests_total",
+            &["webhook=\"validate\""],
+        );
+        let (mut tls_certs, mut cas, mut max_bundle) = (BTreeSet::new(), BTreeSet::new(), 0);
+        let started = Instant::now();
+        let mut created = 0;
+        while started.elapsed() < Duration::from_secs(50) {
+            let manifest = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hook-{created}\n  namespace: {HOOKS_NS}\n  annotations:\n    helm.sh/hook: pre-install\ndata:\n  n: \"{created}\"\n"
+            );
+            let out = env.cluster.run(
+                "kubectl",
+                &["create", "-f", "-", "-o", "json"],
+                Some(&manifest),
+            );
+            ensure(out.status.success(), || {
+                format!(
+                    "create #{created} at {:.1}s failed: {}\n--- replica A:\n{}",
+                    started.elapsed().as_secs_f64(),
+                    String::from_utf8_lossy(&out.stderr),
+                    a.log_tail(30)
+                )
+            })?;
+            let obj: serde_json::Value =
+                serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            ensure(
+                obj["metadata"]["labels"]["hookguard.io/hook"] == "true",
+                || format!("hook #{created} was not mutated: {obj}"),
+            )?;
+            created += 1;
+            if let Some(c) = secret_key(env, "tls.crt") {
+                tls_certs.insert(c);
+            }
+            if let Some(c) = secret_key(env, "ca.crt") {
+                cas.insert(c);
+            }
+            if let Some(bundle) = secret_key(env, "ca-bundle.crt") {
+                max_bundle = max_bundle.max(bundle.matches("BEGIN CERTIFICATE").count());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let answered = a.metric_sum(
+            "hookguard_admission_requests_total",
+            &["webhook=\"validate\""],
+        ) - before;
+        ensure(answered >= created as f64, || {
+            format!("replica A answered {answered} validations for {created} creates")
+        })?;
+        ensure(tls_certs.len() >= 4, || {
+            format!(
+                "expected at least 4 serving certificates in 50 s, saw {}",
+                tls_certs.len()
+            )
+        })?;
+        ensure(cas.len() >= 2, || {
+            format!("expected the CA to rotate, saw {} CA(s)", cas.len())
+        })?;
+        ensure(max_bundle >= 2, || {
+            "the bundle never held two CAs: CA rotation was not overlapped".to_owned()
+        })?;
+
+        // Both replicas converge on the Secret's certificate, and the published bundle on its
+        // bundle.
+        wait_for(
+            "both replicas serving the Secret's certificate",
+            Duration::from_secs(15),
+            || {
+                let cert = secret_key(env, "tls.crt")?;
+                let expiry = hookguard::certs::not_after(&cert)? as f64;
+                let served_by =
+                    |s: &Served| s.metric_sum("hookguard_tls_cert_expiry_timestamp_seconds", &[]);
+                (served_by(&a) == expiry && served_by(&b) == expiry).then_some(())
+            },
+        )?;
+        let bundle = secret_key(env, "ca-bundle.crt").unwrap_or_default();
+        wait_for(
+            "published bundle equals the Secret's",
+            Duration::from_secs(15),
+            || published(env).iter().all(|p| *p == bundle).then_some(()),
+        )?;
+        let rotations = |cert: &str| {
+            a.metric_sum(
+                "hookguard_cert_rotations_total",
+                &[&format!("cert=\"{cert}\"")],
+            ) + b.metric_sum(
+                "hookguard_cert_rotations_total",
+                &[&format!("cert=\"{cert}\"")],
+            )
+        };
+        ensure(
+            rotations("serving") >= 4.0 && rotations("ca") >= 2.0,
+            || {
+                format!(
+                    "rotations metric: serving {} ca {}",
+                    rotations("serving"),
+                    rotations("ca")
+                )
+            },
+        )?;
+        eprintln!(
+            "e2e: {created} hooks admitted across {} serving certificates and {} CAs",
+            tls_certs.len(),
+            cas.len()
+        );
+        Ok(())
+    })();
+    if result.is_err() {
+        eprintln!("===== replica A =====\n{}", a.log_tail(40));
+        eprintln!("===== replica B =====\n{}", b.log_tail(40));
+    }
+    a.stop();
+    b.stop();
+    let _ = env.cluster.kubectl(&[
+        "delete",
+        "mutatingwebhookconfiguration,validatingwebhookconfiguration",
+        NAME,
+        "--ignore-not-found",
+    ]);
+    let _ = env
+        .cluster
+        .kubectl(&["delete", "namespace", NS, HOOKS_NS, "--wait=false"]);
+    result
+}
