@@ -3,9 +3,11 @@
 //! The [`policy`] engine is pure and shared by the webhook ([`server`]), `lint` and later commands.
 
 pub mod admission;
+pub mod audit;
 pub mod certs;
 pub mod cluster;
 pub mod hook;
+pub mod inventory;
 pub mod lint;
 pub mod managed_certs;
 pub mod metrics;

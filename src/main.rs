@@ -41,6 +41,12 @@ enum OutputFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum AuditFormat {
+    Table,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the admission webhook (HTTPS) and the admin server (HTTP).
@@ -60,6 +66,23 @@ enum Command {
         /// List the rules with their modes under the given policy, and exit.
         #[arg(long)]
         list_rules: bool,
+    },
+    /// List hook objects in the cluster by namespace and release, with state, age and problems.
+    Audit {
+        /// kubeconfig (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
+        #[arg(long, env = "HOOKGUARD_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// Only this namespace (default: all namespaces).
+        #[arg(long, short = 'n', conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// All namespaces (the default without --namespace).
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+        /// Finished hooks at least this old are reported as `finished-long-ago`.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        #[arg(long, short = 'o', value_enum, default_value_t = AuditFormat::Table)]
+        output: AuditFormat,
     },
     /// Certificate helpers.
     #[command(subcommand)]
@@ -162,6 +185,37 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("serving certificate: {}", written.tls_cert.display());
             println!("serving key:         {}", written.tls_key.display());
             println!("caBundle:            {}", written.ca_bundle);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            kubeconfig,
+            namespace,
+            all_namespaces: _,
+            older_than,
+            output,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let (inventory, live) = runtime.block_on(async {
+                let conn = hookguard::cluster::connect(kubeconfig.as_deref()).await?;
+                hookguard::inventory::snapshot(&conn.client, namespace.as_deref())
+                    .await
+                    .context("listing hook objects")
+            })?;
+            if live.is_none() {
+                eprintln!(
+                    "hookguard: cannot list Helm's release records (Secrets labelled owner=helm): orphaned hooks are not reported"
+                );
+            }
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let rows =
+                hookguard::audit::rows(&inventory, live.as_ref(), now, older_than.as_secs() as i64);
+            match output {
+                AuditFormat::Table => print!("{}", hookguard::audit::render_table(&rows)),
+                AuditFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {

@@ -103,6 +103,8 @@ pub struct ServeOptions {
     /// very many namespaces).
     #[arg(long, env = "HOOKGUARD_METRICS_NAMESPACE_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_namespace_label: bool,
+    #[command(flatten)]
+    pub inventory: crate::inventory::InventoryOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +139,8 @@ pub enum ServeError {
     CertSettings(#[from] crate::managed_certs::SettingsError),
     #[error("--cert-secret: {0}")]
     CertServe(#[from] crate::managed_certs::ManagedCertError),
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
 }
 
 /// Loads and validates a policy file.
@@ -208,11 +212,37 @@ pub async fn serve(
     ips.extend(opts.ip.iter().copied());
 
     // The Kubernetes API, for what needs it.
+    opts.inventory.validate()?;
     let connection = if opts.cert_secret.is_some() {
         Some(crate::cluster::connect(opts.kubeconfig.as_deref()).await?)
+    } else if opts.inventory.inventory {
+        match crate::cluster::connect(opts.kubeconfig.as_deref()).await {
+            Ok(c) => Some(c),
+            // Outside a cluster with no kubeconfig: admission works without the API.
+            Err(e @ crate::cluster::ClusterError::NotFound(_)) => {
+                tracing::warn!(error = %e, "running without the inventory");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
     } else {
         None
     };
+    let mut inventory_task = None;
+    if let (true, Some(conn)) = (opts.inventory.inventory, &connection) {
+        let namespace = if own_namespace.is_empty() {
+            conn.default_namespace.clone()
+        } else {
+            own_namespace.clone()
+        };
+        inventory_task = Some(tokio::spawn(crate::inventory::run(
+            conn.client.clone(),
+            namespace,
+            opts.inventory.clone(),
+            state.clone(),
+            stop_rx.clone(),
+        )));
+    }
 
     let resolver = if let (Some(secret), Some(conn)) = (&opts.cert_secret, &connection) {
         // Self-managed: the Secret is the source of truth, read through the API.
@@ -352,6 +382,10 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %e, "webhook server task failed"),
     }
     let _ = stop_tx.send(true);
+    if let Some(task) = inventory_task {
+        // Lets the leader release its Lease, so another replica takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     let _ = admin.await;
     tracing::info!("hookguard stopped");
     Ok(())
