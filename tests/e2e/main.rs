@@ -10,6 +10,7 @@ mod cert_scenarios;
 mod chart_scenarios;
 mod cluster;
 mod helm_scenarios;
+mod inventory_scenarios;
 mod scenarios;
 
 use std::panic::AssertUnwindSafe;
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
     all.extend_from_slice(helm_scenarios::ALL);
     all.extend_from_slice(chart_scenarios::ALL);
     all.extend_from_slice(cert_scenarios::ALL);
+    all.extend_from_slice(inventory_scenarios::ALL);
     let selected: Vec<Scenario> = all
         .into_iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))

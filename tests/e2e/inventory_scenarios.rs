@@ -1,0 +1,413 @@
+//! The hook inventory, leader election, janitor and `hookguard audit` against the real API server
+//! with real Helm 3 installs. Simulated: the node (kwok runs no containers; hook Pods and Jobs
+//! finish as the test chart's annotations say).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{Result, Served, ensure, repo, wait_for};
+use crate::{Env, Scenario};
+
+pub const ALL: &[Scenario] = &[(
+    "13-inventory-churn-failures-orphans-janitor-audit",
+    inventory,
+)];
+
+const LEASE_NS: &str = "e2e-inventory";
+const CHURN: &str = "e2e-inv-churn";
+const FAIL: &str = "e2e-inv-fail";
+/// Exempt from hookguard's policy: hooks get no label (only discovery finds them) and no TTL.
+const ORPHANS: &str = "e2e-unguarded-inv-orphans";
+
+fn chart() -> String {
+    repo().join("tests/e2e/charts/shop").display().to_string()
+}
+
+fn replica(env: &Env, name: &str, dir: &Path, janitor_dry_run: bool) -> Result<Served> {
+    let mut args = vec![
+        format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
+        format!("--cert-dir={}", dir.join(name).join("certs").display()),
+        format!("--namespace={LEASE_NS}"),
+        "--inventory".to_owned(),
+        "--inventory-discovery-interval=3s".to_owned(),
+        "--lease-name=e2e-inventory".to_owned(),
+        "--lease-duration=6s".to_owned(),
+        "--janitor".to_owned(),
+        "--janitor-namespaces=e2e-unguarded-inv-*".to_owned(),
+        "--janitor-min-age=2s".to_owned(),
+        "--janitor-interval=1s".to_owned(),
+    ];
+    if janitor_dry_run {
+        args.push("--janitor-dry-run".to_owned());
+    }
+    Served::start(name, dir, &args, &[("POD_NAME", name.to_owned())])
+}
+
+fn ns_label(ns: &str) -> String {
+    format!("namespace=\"{ns}\"")
+}
+
+/// Waits until `series` (family + label matchers) sums to `want` on `s`.
+fn wait_metric(s: &Served, family: &str, labels: &[&str], want: f64) -> Result<()> {
+    let what = format!("{family}{labels:?} == {want}");
+    wait_for(&what, Duration::from_secs(45), || {
+        (s.metric_sum(family, labels) == want).then_some(())
+    })
+    .map_err(|e| format!("{e} (last value {})", s.metric_sum(family, labels)))
+}
+
+/// `(namespace, kind, name)` of every object with a helm.sh/hook annotation, per kubectl.
+fn hooks_per_kubectl(env: &Env, namespaces: &[&str]) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for ns in namespaces {
+        for kind in ["jobs", "pods"] {
+            let Some(list) = env.cluster.get_json(&[kind, "-n", ns]) else {
+                continue;
+            };
+            for item in list["items"].as_array().into_iter().flatten() {
+                if item["metadata"]["annotations"]["helm.sh/hook"].is_string() {
+                    out.insert((
+                        ns.to_string(),
+                        item["kind"].as_str().unwrap_or_default().to_owned(),
+                        item["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn audit(env: &Env, ns: &str) -> Result<Vec<Value>> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookguard"))
+        .args(["audit", "-o", "json", "-n", ns, "--older-than", "1s"])
+        .arg(format!("--kubeconfig={}", env.cluster.kubeconfig.display()))
+        .output()
+        .map_err(|e| e.to_string())?;
+    ensure(out.status.success(), || {
+        format!("hookguard audit: {}", String::from_utf8_lossy(&out.stderr))
+    })?;
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("audit json: {e}"))
+}
+
+fn inventory(env: &Env) -> Result<()> {
+    for ns in [LEASE_NS, CHURN, FAIL, ORPHANS] {
+        env.cluster.namespace(ns)?;
+    }
+    let dir = env.cluster.work.join("inventory");
+    let a = replica(env, "inventory-a", &dir, true)?;
+    let b = replica(env, "inventory-b", &dir, true)?;
+    let mut c = None;
+    let result = (|| -> Result<()> {
+        // One leader; only it runs the inventory.
+        wait_for(
+            "one leader with a synced inventory",
+            Duration::from_secs(40),
+            || {
+                let leaders =
+                    a.metric_sum("hookguard_leader", &[]) + b.metric_sum("hookguard_leader", &[]);
+                let up = a.metric_sum("hookguard_inventory_up", &[])
+                    + b.metric_sum("hookguard_inventory_up", &[]);
+                (leaders == 1.0 && up == 1.0).then_some(())
+            },
+        )?;
+        let (leader, follower) = if a.metric_sum("hookguard_leader", &[]) == 1.0 {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        let helm = |args: &[&str]| env.cluster.run_ok("helm", args, None);
+
+        // Churn: install and two upgrades. Install creates migrate and notify (notify deleted
+        // on success); each upgrade re-creates migrate (before-hook-creation deletes the old
+        // one), notify (deleted again) and one report Job named after the revision.
+        helm(&["install", "shop", &chart(), "-n", CHURN, "--timeout", "90s"])?;
+        for _ in 0..2 {
+            helm(&["upgrade", "shop", &chart(), "-n", CHURN, "--timeout", "90s"])?;
+        }
+        let churn = ns_label(CHURN);
+        let shop = "release=\"shop\"";
+        wait_metric(leader, "hookguard_hook_created_total", &[&churn, shop], 8.0)?;
+        wait_metric(leader, "hookguard_hook_deleted_total", &[&churn, shop], 5.0)?;
+        wait_metric(
+            leader,
+            "hookguard_hook_job_outcomes_total",
+            &[&churn, "outcome=\"succeeded\""],
+            8.0,
+        )?;
+        wait_metric(
+            leader,
+            "hookguard_hook_objects",
+            &[&churn, "kind=\"Job\"", "state=\"succeeded\""],
+            3.0,
+        )?;
+        ensure(
+            leader.metric_sum(
+                "hookguard_hook_job_duration_seconds_count",
+                &["outcome=\"succeeded\""],
+            ) >= 8.0,
+            || "job durations were not observed".to_owned(),
+        )?;
+        ensure(
+            follower.metric_sum("hookguard_hook_created_total", &[]) == 0.0,
+            || "the follower counted churn: the inventory runs on more than one replica".to_owned(),
+        )?;
+
+        // A failing hook.
+        env.cluster.run_fails(
+            "helm",
+            &[
+                "install",
+                "shop",
+                &chart(),
+                "-n",
+                FAIL,
+                "--set",
+                "migrate.fail=true",
+                "--timeout",
+                "60s",
+            ],
+        )?;
+        let fail = ns_label(FAIL);
+        wait_metric(
+            leader,
+            "hookguard_hook_job_outcomes_total",
+            &[&fail, "outcome=\"failed\""],
+            1.0,
+        )?;
+        wait_metric(
+            leader,
+            "hookguard_hook_objects",
+            &[&fail, "kind=\"Job\"", "state=\"failed\""],
+            1.0,
+        )?;
+
+        // Leftovers of an uninstalled release, in an unguarded namespace (no label: only the
+        // discovery pass finds them), next to a running hook and one held by Argo CD.
+        helm(&[
+            "install",
+            "shop",
+            &chart(),
+            "-n",
+            ORPHANS,
+            "--timeout",
+            "90s",
+        ])?;
+        // The test Pod keeps restartPolicy Always here: it never finishes and `helm test` times out.
+        env.cluster
+            .run_fails("helm", &["test", "shop", "-n", ORPHANS, "--timeout", "5s"])?;
+        env.cluster.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: argo-presync\n  namespace: {ORPHANS}\n  annotations:\n    helm.sh/hook: pre-install\n  finalizers: [argocd.argoproj.io/hook-finalizer]\nspec:\n  restartPolicy: Never\n  containers: [{{name: c, image: registry.example/c:1}}]\n"
+        ))?;
+        helm(&["uninstall", "shop", "-n", ORPHANS])?;
+        let orphans = ns_label(ORPHANS);
+        wait_metric(
+            leader,
+            "hookguard_hook_orphans",
+            &[&orphans, "kind=\"Job\""],
+            1.0,
+        )?;
+        wait_metric(
+            leader,
+            "hookguard_hook_orphans",
+            &[&orphans, "kind=\"Pod\""],
+            1.0,
+        )?;
+        wait_metric(
+            leader,
+            "hookguard_hook_objects",
+            &[&orphans, "kind=\"Pod\"", "state=\"succeeded\""],
+            1.0,
+        )?;
+        // Dry run: the migrate Job is reported, nothing is deleted; the running test Pod and the
+        // Pod held by Argo CD's finalizer are never candidates.
+        wait_metric(
+            leader,
+            "hookguard_janitor_deletions_total",
+            &[&orphans, "mode=\"dry-run\""],
+            1.0,
+        )?;
+        ensure(
+            leader.metric_sum(
+                "hookguard_janitor_deletions_total",
+                &[&orphans, "kind=\"Job\"", "mode=\"dry-run\""],
+            ) == 1.0,
+            || leader.metrics(),
+        )?;
+        let expected: BTreeSet<(String, String, String)> = [
+            (ORPHANS, "Job", "shop-migrate"),
+            (ORPHANS, "Pod", "shop-test-connection"),
+            (ORPHANS, "Pod", "argo-presync"),
+        ]
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+        let present = hooks_per_kubectl(env, &[ORPHANS]);
+        ensure(present == expected, || {
+            format!("after the dry run: {present:?}")
+        })?;
+
+        // `hookguard audit` agrees with the cluster, object by object.
+        for ns in [CHURN, FAIL, ORPHANS] {
+            let rows = audit(env, ns)?;
+            let audited: BTreeSet<(String, String, String)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r["namespace"].as_str().unwrap_or_default().to_owned(),
+                        r["kind"].as_str().unwrap_or_default().to_owned(),
+                        r["name"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            let listed = hooks_per_kubectl(env, &[ns]);
+            ensure(audited == listed, || {
+                format!("audit of {ns}: {audited:?}\nkubectl: {listed:?}")
+            })?;
+        }
+        let rows = audit(env, ORPHANS)?;
+        let row = |name: &str| {
+            rows.iter()
+                .find(|r| r["name"] == name)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let problems = |name: &str| -> Vec<String> {
+            row(name)["problems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        };
+        ensure(
+            problems("shop-migrate") == ["finished-long-ago", "no-delete-policy", "orphaned"],
+            || format!("{:?}", row("shop-migrate")),
+        )?;
+        ensure(
+            row("shop-test-connection")["state"] == "active"
+                && problems("shop-test-connection").contains(&"orphaned".to_owned()),
+            || format!("{:?}", row("shop-test-connection")),
+        )?;
+        ensure(
+            row("argo-presync")["release"] == "unknown"
+                && !problems("argo-presync").contains(&"orphaned".to_owned()),
+            || format!("{:?}", row("argo-presync")),
+        )?;
+        let failed = audit(env, FAIL)?;
+        ensure(
+            failed.len() == 1
+                && failed[0]["state"] == "failed"
+                && failed[0]["problems"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|x| x == "failed")),
+            || format!("{failed:?}"),
+        )?;
+
+        // Failover: the leader stops, the follower takes over and rebuilds the same inventory
+        // from lists without counting existing objects as churn.
+        Ok(())
+    })();
+    let result = result.and_then(|()| {
+        let (leader, follower) = if a.metric_sum("hookguard_leader", &[]) == 1.0 {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        leader.stop();
+        let r = (|| -> Result<()> {
+            let churn = ns_label(CHURN);
+            wait_for(
+                "the follower to lead with a synced inventory",
+                Duration::from_secs(30),
+                || {
+                    (follower.metric_sum("hookguard_leader", &[]) == 1.0
+                        && follower.metric_sum("hookguard_inventory_up", &[]) == 1.0)
+                        .then_some(())
+                },
+            )?;
+            wait_metric(
+                &follower,
+                "hookguard_hook_objects",
+                &[&churn, "kind=\"Job\"", "state=\"succeeded\""],
+                3.0,
+            )?;
+            ensure(
+                follower.metric_sum("hookguard_hook_created_total", &[]) == 0.0,
+                || "the new leader counted existing hooks as created".to_owned(),
+            )?;
+            Ok(())
+        })();
+        follower.stop();
+        r?;
+        // The janitor for real: exactly the finished leftover goes.
+        let real = replica(env, "inventory-c", &dir, false)?;
+        let orphans = ns_label(ORPHANS);
+        let r = (|| -> Result<()> {
+            wait_metric(
+                &real,
+                "hookguard_janitor_deletions_total",
+                &[
+                    &orphans,
+                    "kind=\"Job\"",
+                    "reason=\"orphaned\"",
+                    "mode=\"delete\"",
+                ],
+                1.0,
+            )?;
+            wait_for(
+                "the orphaned Job to be gone",
+                Duration::from_secs(30),
+                || {
+                    let present = hooks_per_kubectl(env, &[ORPHANS]);
+                    (!present.iter().any(|(_, _, n)| n == "shop-migrate")).then_some(present)
+                },
+            )?;
+            // Give it a few more rounds: nothing else may go.
+            std::thread::sleep(Duration::from_secs(4));
+            let present = hooks_per_kubectl(env, &[ORPHANS]);
+            let names: Vec<&str> = present.iter().map(|(_, _, n)| n.as_str()).collect();
+            ensure(names == ["argo-presync", "shop-test-connection"], || {
+                format!("left: {names:?}")
+            })?;
+            ensure(
+                real.metric_sum("hookguard_janitor_deletions_total", &["mode=\"delete\""]) == 1.0,
+                || real.metrics(),
+            )?;
+            ensure(!hooks_per_kubectl(env, &[FAIL]).is_empty(), || {
+                "the janitor touched a namespace that did not opt in".to_owned()
+            })?;
+            Ok(())
+        })();
+        if r.is_err() {
+            eprintln!("===== inventory-c =====\n{}", real.log_tail(40));
+        }
+        c = Some(real);
+        r
+    });
+    if let Some(c) = c {
+        c.stop();
+    }
+    let _ = env.cluster.kubectl(&[
+        "-n",
+        ORPHANS,
+        "patch",
+        "pod",
+        "argo-presync",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    for ns in [CHURN, FAIL, ORPHANS, LEASE_NS] {
+        let _ = env
+            .cluster
+            .kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
+    result
+}
