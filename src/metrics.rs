@@ -309,6 +309,12 @@ impl Metrics {
             let _ = hook_job_duration.get_or_create(&OutcomeLabels { outcome });
         }
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        let _ = hook_admissions.get_or_create(&HookLabels {
+            event: "",
+            kind: String::new(),
+            namespace: String::new(),
+            operation: "",
+        });
         build_info
             .get_or_create(&VersionLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -342,7 +348,7 @@ impl Metrics {
         for scope in ["namespace", "object"] {
             let _ = exemptions.get_or_create(&ExemptionLabels { scope });
         }
-        Metrics {
+        let metrics = Metrics {
             registry,
             admission_requests,
             admission_duration,
@@ -367,6 +373,57 @@ impl Metrics {
             hook_orphans,
             janitor_deletions,
             namespace_label,
+        };
+        metrics.zero_inventory_series();
+        metrics
+    }
+
+    /// Creates the zero series with an empty namespace (and release) of the inventory families,
+    /// so that sums on dashboards and in alerts read 0 rather than "no data" before the first
+    /// hook is seen, and when the inventory does not run. Called at startup and after the
+    /// inventory's gauges are cleared.
+    pub fn zero_inventory_series(&self) {
+        for kind in ["Job", "Pod"] {
+            for state in ["active", "succeeded", "failed", "other"] {
+                let _ = self.hook_objects.get_or_create(&HookObjectLabels {
+                    namespace: String::new(),
+                    kind,
+                    state,
+                });
+            }
+            let _ = self.hook_orphans.get_or_create(&NamespaceKindLabels {
+                namespace: String::new(),
+                kind,
+            });
+            for reason in ["finished", "orphaned"] {
+                for mode in ["delete", "dry-run"] {
+                    let _ = self.janitor_deletions.get_or_create(&JanitorLabels {
+                        namespace: String::new(),
+                        kind,
+                        reason,
+                        mode,
+                    });
+                }
+            }
+        }
+        let _ = self
+            .hook_oldest_finished_age
+            .get_or_create(&NamespaceLabels {
+                namespace: String::new(),
+            });
+        let zero = ReleaseLabels {
+            namespace: String::new(),
+            release: String::new(),
+        };
+        let _ = self.hook_created.get_or_create(&zero);
+        let _ = self.hook_deleted.get_or_create(&zero);
+        for outcome in ["succeeded", "failed"] {
+            let _ = self
+                .hook_job_outcomes
+                .get_or_create(&NamespaceOutcomeLabels {
+                    namespace: String::new(),
+                    outcome,
+                });
         }
     }
 
@@ -515,6 +572,20 @@ mod tests {
             "hookguard_tls_cert_expiry_timestamp_seconds",
             "hookguard_build_info",
             "hookguard_exemptions_total",
+            "hookguard_hook_admissions_total",
+            "hookguard_tls_ca_expiry_timestamp_seconds",
+            "hookguard_cert_rotations_total",
+            "hookguard_cert_reconciles_total",
+            "hookguard_leader",
+            "hookguard_inventory_up",
+            "hookguard_hook_objects",
+            "hookguard_hook_oldest_finished_age_seconds",
+            "hookguard_hook_created_total",
+            "hookguard_hook_deleted_total",
+            "hookguard_hook_job_duration_seconds_bucket",
+            "hookguard_hook_job_outcomes_total",
+            "hookguard_hook_orphans",
+            "hookguard_janitor_deletions_total",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -255,3 +255,104 @@ fn sigterm_turns_readiness_off_then_exits_cleanly() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A command without any way to reach a cluster: no kubeconfig, not in a pod.
+fn clusterless(home: &std::path::Path) -> Command {
+    let mut c = bin();
+    c.env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("HOME", home);
+    c
+}
+
+#[test]
+fn serve_without_a_cluster_runs_without_the_inventory_and_says_so() {
+    let dir = common::temp_dir("no-cluster");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let log = dir.join("serve.log");
+    let mut child = clusterless(&dir)
+        .args([
+            "serve",
+            "--inventory",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--admin-addr",
+            &format!("127.0.0.1:{admin}"),
+            "--cert-dir",
+            dir.join("certs").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(common::wait_ready(&format!(
+        "http://127.0.0.1:{admin}/readyz"
+    )));
+    let metrics = rt.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("running without the inventory"), "{stderr}");
+    // The families are there (dashboards show zero, not "no data").
+    for family in [
+        "# TYPE hookguard_hook_objects gauge",
+        "# TYPE hookguard_hook_created counter",
+        "# TYPE hookguard_hook_job_duration_seconds histogram",
+        "# TYPE hookguard_janitor_deletions counter",
+        "hookguard_inventory_up 0",
+        "hookguard_leader 0",
+    ] {
+        assert!(metrics.contains(family), "{family} missing:\n{metrics}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn cluster_options_fail_fast_with_a_clear_message() {
+    let dir = common::temp_dir("cluster-errors");
+    let missing = dir.join("no-such-kubeconfig");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["serve", "--inventory", "--janitor"],
+            "--janitor needs --janitor-namespaces",
+        ),
+        (
+            &[
+                "serve",
+                "--cert-secret",
+                "hookguard-tls",
+                "--kubeconfig",
+                missing.to_str().unwrap(),
+            ],
+            "no-such-kubeconfig",
+        ),
+        (
+            &["audit", "--kubeconfig", missing.to_str().unwrap()],
+            "no-such-kubeconfig",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = clusterless(&dir)
+            .args(args)
+            .args(
+                ["--cert-dir", dir.join("certs").to_str().unwrap()]
+                    .iter()
+                    .filter(|_| args[0] == "serve"),
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

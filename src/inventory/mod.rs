@@ -364,6 +364,7 @@ async fn work(
     m.hook_objects.clear();
     m.hook_oldest_finished_age.clear();
     m.hook_orphans.clear();
+    m.zero_inventory_series();
 }
 
 fn now() -> i64 {
@@ -665,6 +666,7 @@ impl Refresher {
         for gone in self.previous.objects.difference(&objects) {
             m.hook_objects.remove(gone);
         }
+
         self.previous.objects = objects;
 
         let mut oldest = HashSet::new();
@@ -691,6 +693,8 @@ impl Refresher {
             m.hook_orphans.remove(gone);
         }
         self.previous.orphans = orphans;
+        // Keep the always-present zero series (empty namespace) in place.
+        m.zero_inventory_series();
     }
 }
 
