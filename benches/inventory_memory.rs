@@ -30,7 +30,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -72,7 +75,7 @@ fn event(i: usize) -> serde_json::Value {
                "spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "busybox:1.36", "command": ["wget", "app:80"]}]},
                "status": {"phase": "Succeeded", "startTime": "2026-11-20T10:00:02Z"}})
     } else {
-        let status = if i % 10 == 0 {
+        let status = if i.is_multiple_of(10) {
             json!({"startTime": "2026-11-20T10:00:01Z", "active": 1})
         } else {
             json!({"startTime": "2026-11-20T10:00:01Z", "completionTime": "2026-11-20T10:01:00Z", "succeeded": 1,
@@ -87,7 +90,9 @@ fn event(i: usize) -> serde_json::Value {
 
 fn run(n: usize) {
     // Encoded events are built first (they stand for bytes on the wire, not inventory memory).
-    let events: Vec<Vec<u8>> = (0..n).map(|i| serde_json::to_vec(&event(i)).unwrap()).collect();
+    let events: Vec<Vec<u8>> = (0..n)
+        .map(|i| serde_json::to_vec(&event(i)).unwrap())
+        .collect();
     let rss_before = rss_kib();
     let heap_before = LIVE.load(Ordering::Relaxed);
     let started = Instant::now();
