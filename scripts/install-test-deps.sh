@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs besides Rust and Go, from Debian's packages:
-#   promtool (package `prometheus`, 2.42 on bookworm): checks and unit-tests the chart's alert rules.
+#   prometheus and promtool (package `prometheus`, 2.42 on bookworm): promtool checks and unit-tests
+#   the chart's alert rules; the e2e suite runs prometheus to evaluate the dashboard's queries.
 # Idempotent: does nothing when everything is there. Needs root (or sudo) to install.
 set -euo pipefail
 
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+	missing+=(prometheus)
+fi
 
 if ((${#missing[@]} == 0)); then
 	exit 0
@@ -23,7 +26,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q >&2
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-command -v promtool >/dev/null 2>&1 || {
-	echo "install-test-deps: promtool still missing after installing prometheus" >&2
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || {
+	echo "install-test-deps: promtool or prometheus still missing after installing prometheus" >&2
 	exit 1
 }

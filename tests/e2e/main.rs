@@ -9,6 +9,7 @@
 mod cert_scenarios;
 mod chart_scenarios;
 mod cluster;
+mod dashboard_scenarios;
 mod helm_scenarios;
 mod inventory_scenarios;
 mod scenarios;
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
     all.extend_from_slice(chart_scenarios::ALL);
     all.extend_from_slice(cert_scenarios::ALL);
     all.extend_from_slice(inventory_scenarios::ALL);
+    all.extend_from_slice(dashboard_scenarios::ALL);
     let selected: Vec<Scenario> = all
         .into_iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
