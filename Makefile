@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build run test check unit e2e tools deploy bench load-test fmt clean
+.PHONY: all build run test check unit e2e tools deploy bench load-test image fmt clean
 
 all: build
 
@@ -45,9 +45,16 @@ deploy:
 ## Engine micro-benchmarks (criterion) and the TLS load test. Results go in BENCHMARKS.md by hand.
 bench:
 	$(CARGO) bench --locked --bench engine
+	$(CARGO) bench --locked --bench inventory_memory
 
 load-test:
 	scripts/load-test.sh
+
+## The container image the chart deploys (needs Docker with BuildKit and registry access).
+IMAGE ?= ghcr.io/hookguard/hookguard
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+image:
+	docker build -t $(IMAGE):$(VERSION) .
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Renders the plain manifests in deploy/ from charts/hookguard (default values, release and
-# namespace "hookguard", certs.mode=certManager), and copies examples/policy.yaml there.
+# namespace "hookguard"), and copies examples/policy.yaml and the chart's Grafana dashboard there.
 #
 #   scripts/render-deploy.sh           write deploy/{hookguard,namespace,kustomization,policy}.yaml
+#                                      and deploy/grafana/hookguard-dashboard.json
 #   scripts/render-deploy.sh --check   render into a temporary directory and diff against deploy/;
 #                                      exit 1 (printing the diff) when they differ
 #
-# Helm: $HELM, else `helm` on PATH, else the one tests/e2e/tools/build.sh built. certs.mode is
-# certManager because it renders deterministically (selfManaged generates a new CA on every render).
+# Helm: $HELM, else `helm` on PATH, else the one tests/e2e/tools/build.sh built. The default
+# certs.mode (selfManaged) renders deterministically: hookguard creates its certificates at run
+# time, the chart contains no key material.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,8 +31,7 @@ fi
 
 release=hookguard
 namespace=hookguard
-set_args=(--set certs.mode=certManager)
-command="helm template $release charts/hookguard --namespace $namespace ${set_args[*]}"
+command="helm template $release charts/hookguard --namespace $namespace"
 
 render() {
   local out="$1"
@@ -41,12 +42,12 @@ render() {
     echo "#"
     echo "#   $command"
     echo "#"
-    echo "# Default values except certs.mode=certManager, which renders deterministically:"
-    echo "# it NEEDS cert-manager (cert-manager.io/v1 Issuer and Certificate; its cainjector fills the"
-    echo "# webhook configurations' caBundle). Without cert-manager, install the chart instead:"
-    echo "#   helm install hookguard charts/hookguard -n hookguard --create-namespace"
+    echo "# Default values: certs.mode=selfManaged (hookguard creates the Secret hookguard-tls and patches"
+    echo "# the webhook configurations' caBundle itself), the hook inventory with leader election, and"
+    echo "# the Grafana dashboard ConfigMap. The webhook configurations carry no caBundle until the"
+    echo "# first pod is up; with failurePolicy Fail, hook objects are refused until then."
     echo "# Apply with: kubectl apply -k deploy/   (namespace, these manifests, policy from policy.yaml)"
-    (cd "$repo" && "$helm" template "$release" charts/hookguard --namespace "$namespace" "${set_args[@]}")
+    (cd "$repo" && "$helm" template "$release" charts/hookguard --namespace "$namespace")
   } > "$out/hookguard.yaml"
 
   cat > "$out/namespace.yaml" <<YAML
@@ -80,9 +81,11 @@ configMapGenerator:
 YAML
 
   cp "$repo/examples/policy.yaml" "$out/policy.yaml"
+  mkdir -p "$out/grafana"
+  cp "$repo/charts/hookguard/dashboards/hookguard.json" "$out/grafana/hookguard-dashboard.json"
 }
 
-files=(hookguard.yaml namespace.yaml kustomization.yaml policy.yaml)
+files=(hookguard.yaml namespace.yaml kustomization.yaml policy.yaml grafana/hookguard-dashboard.json)
 
 if $check; then
   tmp="$(mktemp -d)"

@@ -99,8 +99,8 @@ pub struct ServeOptions {
     /// On SIGTERM: longest wait for in-flight requests to finish.
     #[arg(long, env = "HOOKGUARD_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
-    /// Report the namespace label of hookguard_hook_admissions_total (turn off for clusters with
-    /// very many namespaces).
+    /// Report the namespace label of the hook metrics (admissions, inventory, churn, janitor);
+    /// turn off for clusters with very many namespaces.
     #[arg(long, env = "HOOKGUARD_METRICS_NAMESPACE_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_namespace_label: bool,
     #[command(flatten)]

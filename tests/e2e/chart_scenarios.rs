@@ -2,13 +2,16 @@
 //! manifests rendered from it (`deploy/`).
 //!
 //! What is real: `helm lint`/`template`/`install`/`upgrade`/`uninstall` (Helm 3 and 4), the values
-//! schema, kube-apiserver's validation (server-side dry run), the Deployment and ReplicaSet
-//! controllers, the Secret Helm generates and `lookup`s again on upgrade.
+//! schema, kube-apiserver's validation (server-side dry run) and its RBAC authorizer, ServiceAccount
+//! tokens, the Deployment and ReplicaSet controllers.
 //! What is SIMULATED: the pods. kwok marks them Running and Ready; no container runs. To check what
 //! the container would do, scenario 11-chart-*-install-upgrade-uninstall runs the hookguard binary
-//! with the Deployment's exact arguments and environment, the installed Secret and ConfigMap laid
-//! out on disk the way the kubelet mounts them (`..data` symlinks), and talks to it over TLS with
-//! the name the API server uses (`<svc>.<ns>.svc`) and the caBundle of the webhook configurations.
+//! with the Deployment's exact arguments and environment, authenticated as the chart's
+//! ServiceAccount (so it can do exactly what the chart's RBAC grants), with the policy ConfigMap
+//! laid out on disk the way the kubelet mounts it (`..data` symlinks). hookguard must create its
+//! Secret, patch the CA into both webhook configurations, take the Lease, run the inventory, and
+//! answer over TLS with a certificate that verifies against the caBundle for the name the API
+//! server uses (`<svc>.<ns>.svc`).
 //! The CRDs of cert-manager and prometheus-operator are stood in for by minimal CRDs written here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,8 +117,27 @@ fn excluded_namespaces(webhook: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// What the chart promises about the pod, checked on a rendered or stored Deployment.
-fn check_deployment(d: &Value, replicas: i64, tls_secret: &str, policy_cm: &str) -> Result<()> {
+/// How the pod gets its serving certificate.
+#[derive(Clone, Copy)]
+enum Tls<'a> {
+    /// certs.mode=selfManaged: hookguard keeps it in Secret `<fullname>-tls`, through the API.
+    SelfManaged { fullname: &'a str, ns: &'a str },
+    /// This Secret, mounted at /etc/hookguard/tls (certManager, existingSecret).
+    Mounted(&'a str),
+}
+
+fn container_args(d: &Value) -> Vec<String> {
+    d["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// What the chart promises about the pod, checked on a rendered or stored Deployment. `api`: some
+/// enabled feature calls the Kubernetes API, so the pod needs its ServiceAccount token.
+fn check_deployment(d: &Value, replicas: i64, tls: Tls, policy_cm: &str, api: bool) -> Result<()> {
     ensure(d["spec"]["replicas"] == replicas, || {
         format!("replicas {}", d["spec"]["replicas"])
     })?;
@@ -145,37 +167,82 @@ fn check_deployment(d: &Value, replicas: i64, tls_secret: &str, policy_cm: &str)
             spec["terminationGracePeriodSeconds"]
         )
     })?;
-    ensure(spec["automountServiceAccountToken"] == false, || {
-        "a service account token is mounted, but hookguard calls no API".into()
+    ensure(spec["automountServiceAccountToken"] == api, || {
+        format!(
+            "automountServiceAccountToken is {}, but the enabled features {} the API",
+            spec["automountServiceAccountToken"],
+            if api { "call" } else { "never call" }
+        )
     })?;
-    let args: Vec<&str> = c["args"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let args = container_args(d);
+    let has = |want: &str| args.iter().any(|a| a == want);
     for want in [
         "serve",
         "--shutdown-delay=5s",
         "--shutdown-grace=20s",
         "--log-format=json",
-        "--tls-cert=/etc/hookguard/tls/tls.crt",
-        "--tls-key=/etc/hookguard/tls/tls.key",
         "--config=/etc/hookguard/policy/policy.yaml",
     ] {
-        ensure(args.contains(&want), || {
-            format!("args {args:?} lack {want}")
-        })?;
+        ensure(has(want), || format!("args {args:?} lack {want}"))?;
     }
-    ensure(
-        c["env"].as_array().is_some_and(|e| {
-            e.iter().any(|v| {
-                v["name"] == "POD_NAMESPACE"
-                    && v["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-            })
-        }),
-        || "no POD_NAMESPACE from the downward API".into(),
-    )?;
+    let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+    let secret_volumes: Vec<&str> = volumes
+        .iter()
+        .filter_map(|v| v["secret"]["secretName"].as_str())
+        .collect();
+    match tls {
+        Tls::SelfManaged { fullname, ns } => {
+            for want in [
+                format!("--cert-secret={fullname}-tls"),
+                format!("--webhook-config-name={fullname}"),
+                format!("--dns={fullname}.{ns}.svc,{fullname}.{ns}.svc.cluster.local"),
+                "--serving-cert-validity=30d".to_owned(),
+                "--serving-cert-renew-before=10d".to_owned(),
+                "--ca-validity=365d".to_owned(),
+                "--ca-renew-before=90d".to_owned(),
+                "--cert-check-interval=1m".to_owned(),
+            ] {
+                ensure(has(&want), || format!("args {args:?} lack {want}"))?;
+            }
+            ensure(
+                !args
+                    .iter()
+                    .any(|a| a.starts_with("--tls-cert") || a.starts_with("--tls-key")),
+                || format!("selfManaged but certificate files in args {args:?}"),
+            )?;
+            ensure(secret_volumes.is_empty(), || {
+                format!(
+                    "selfManaged mounts Secrets {secret_volumes:?}; hookguard reads its own through the API"
+                )
+            })?;
+        }
+        Tls::Mounted(secret) => {
+            for want in [
+                "--tls-cert=/etc/hookguard/tls/tls.crt",
+                "--tls-key=/etc/hookguard/tls/tls.key",
+            ] {
+                ensure(has(want), || format!("args {args:?} lack {want}"))?;
+            }
+            ensure(!args.iter().any(|a| a.starts_with("--cert-secret")), || {
+                format!("hookguard-managed certificates in args {args:?}")
+            })?;
+            ensure(secret_volumes == [secret], || {
+                format!("mounted Secrets {secret_volumes:?}, want [{secret}]")
+            })?;
+        }
+    }
+    for (var, field) in [
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_NAME", "metadata.name"),
+    ] {
+        ensure(
+            c["env"].as_array().is_some_and(|e| {
+                e.iter()
+                    .any(|v| v["name"] == var && v["valueFrom"]["fieldRef"]["fieldPath"] == field)
+            }),
+            || format!("no {var} from the downward API ({field})"),
+        )?;
+    }
     ensure(
         c["livenessProbe"]["httpGet"]["path"] == "/livez"
             && c["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -207,13 +274,6 @@ fn check_deployment(d: &Value, replicas: i64, tls_secret: &str, policy_cm: &str)
             .is_some_and(|m| m.iter().all(|m| m["subPath"].is_null())),
         || "a subPath mount never sees Secret/ConfigMap updates".into(),
     )?;
-    let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
-    ensure(
-        volumes
-            .iter()
-            .any(|v| v["secret"]["secretName"] == tls_secret),
-        || format!("Secret {tls_secret} not mounted: {volumes:?}"),
-    )?;
     ensure(
         volumes.iter().any(|v| v["configMap"]["name"] == policy_cm),
         || format!("ConfigMap {policy_cm} not mounted"),
@@ -227,6 +287,172 @@ fn check_deployment(d: &Value, replicas: i64, tls_secret: &str, policy_cm: &str)
         )
     })?;
     Ok(())
+}
+
+/// What the chart grants, one set of permissions per feature.
+#[derive(Clone, Copy)]
+enum Grant {
+    /// certs.mode=selfManaged: its own Secret, and patching its two webhook configurations.
+    Certs,
+    /// Leader election: its own Lease.
+    Lease,
+    /// The inventory: reading Jobs and Pods in every namespace.
+    Inventory,
+    /// Orphan detection: listing Helm's release Secrets.
+    Orphans,
+    /// The janitor: deleting Jobs and Pods.
+    Janitor,
+}
+
+/// One entry per (kind, API group, resource, verb, resourceName) of the Roles and ClusterRoles in
+/// `docs`, e.g. "Role coordination.k8s.io/leases get hookguard" ("*": any name), so that what a
+/// value set grants can be compared exactly.
+fn rbac_rules(docs: &[Value]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for d in docs
+        .iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+    {
+        let kind = d["kind"].as_str().unwrap_or_default();
+        for r in d["rules"].as_array().into_iter().flatten() {
+            let list = |key: &str| -> Vec<String> {
+                r[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            };
+            let mut names = list("resourceNames");
+            if names.is_empty() {
+                names.push("*".to_owned());
+            }
+            for group in list("apiGroups") {
+                for resource in list("resources") {
+                    for verb in list("verbs") {
+                        for name in &names {
+                            out.insert(format!("{kind} {group}/{resource} {verb} {name}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut add = |kind: &str, resource: &str, verbs: &[&str], name: &str| {
+        for verb in verbs {
+            out.insert(format!("{kind} {resource} {verb} {name}"));
+        }
+    };
+    for grant in grants {
+        match grant {
+            Grant::Certs => {
+                add(
+                    "Role",
+                    "/secrets",
+                    &["get", "update", "patch"],
+                    &format!("{fullname}-tls"),
+                );
+                add("Role", "/secrets", &["create"], "*");
+                for r in [
+                    "mutatingwebhookconfigurations",
+                    "validatingwebhookconfigurations",
+                ] {
+                    add(
+                        "ClusterRole",
+                        &format!("admissionregistration.k8s.io/{r}"),
+                        &["get", "patch"],
+                        fullname,
+                    );
+                }
+            }
+            Grant::Lease => {
+                add(
+                    "Role",
+                    "coordination.k8s.io/leases",
+                    &["get", "update", "patch"],
+                    fullname,
+                );
+                add("Role", "coordination.k8s.io/leases", &["create"], "*");
+            }
+            Grant::Inventory => {
+                add("ClusterRole", "batch/jobs", &["get", "list", "watch"], "*");
+                add("ClusterRole", "/pods", &["get", "list", "watch"], "*");
+            }
+            Grant::Orphans => add("ClusterRole", "/secrets", &["list", "watch"], "*"),
+            Grant::Janitor => {
+                add("ClusterRole", "/pods", &["delete"], "*");
+                add("ClusterRole", "batch/jobs", &["delete"], "*");
+            }
+        }
+    }
+    out
+}
+
+/// The Roles and ClusterRoles in `docs` grant exactly `grants`, and each is bound to the chart's
+/// ServiceAccount by one binding of the same name.
+fn check_rbac(docs: &[Value], fullname: &str, ns: &str, grants: &[Grant]) -> Result<()> {
+    let got = rbac_rules(docs);
+    let want = expected_rbac(fullname, grants);
+    ensure(got == want, || {
+        format!(
+            "RBAC: granted but not needed {:?}; needed but not granted {:?}",
+            got.difference(&want).collect::<Vec<_>>(),
+            want.difference(&got).collect::<Vec<_>>()
+        )
+    })?;
+    for (role, binding) in [
+        ("Role", "RoleBinding"),
+        ("ClusterRole", "ClusterRoleBinding"),
+    ] {
+        let (roles, bindings) = (of_kind(docs, role), of_kind(docs, binding));
+        ensure(roles.len() == bindings.len() && roles.len() <= 1, || {
+            format!("{} {role}, {} {binding}", roles.len(), bindings.len())
+        })?;
+        if let (Some(r), Some(b)) = (roles.first(), bindings.first()) {
+            ensure(
+                r["metadata"]["name"] == fullname
+                    && b["roleRef"]["kind"] == role
+                    && b["roleRef"]["name"] == fullname
+                    && b["subjects"]
+                        == serde_json::json!([
+                            {"kind": "ServiceAccount", "name": fullname, "namespace": ns}
+                        ]),
+                || format!("{binding} {b}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value> {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .ok_or_else(|| format!("no {kind} {name}"))
+}
+
+/// The dashboard ConfigMap carries the chart's dashboard JSON, labelled for Grafana's sidecar.
+fn check_dashboard_configmap(cm: &Value, ns: &str) -> Result<()> {
+    let file = fs::read_to_string(repo().join("charts/hookguard/dashboards/hookguard.json"))
+        .map_err(|e| e.to_string())?;
+    let want: Value = serde_json::from_str(&file).map_err(|e| e.to_string())?;
+    let got: Value = serde_json::from_str(
+        cm["data"]["hookguard.json"]
+            .as_str()
+            .ok_or("dashboard ConfigMap has no hookguard.json")?,
+    )
+    .map_err(|e| format!("dashboard ConfigMap: {e}"))?;
+    ensure(got == want, || {
+        "the dashboard ConfigMap is not dashboards/hookguard.json".into()
+    })?;
+    ensure(
+        cm["metadata"]["labels"]["grafana_dashboard"] == "1" && cm["metadata"]["namespace"] == ns,
+        || format!("dashboard ConfigMap metadata {}", cm["metadata"]),
+    )
 }
 
 /// Metric names hookguard really exports, from the running hookguard's /metrics: sample names
@@ -317,39 +543,78 @@ fn rejected(env: &Env, args: &[&str], needle: &str) -> Result<()> {
     Ok(())
 }
 
+/// The alerts of a rendered PrometheusRule.
+fn alerts(docs: &[Value]) -> Result<Vec<Value>> {
+    Ok(one(docs, "PrometheusRule")?["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .collect())
+}
+
+fn alert_names(alerts: &[Value]) -> BTreeSet<String> {
+    alerts
+        .iter()
+        .filter_map(|a| a["alert"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The alerts rendered whatever the features: the webhook, its certificate and its policy.
+const BASE_ALERTS: [&str; 6] = [
+    "HookguardDown",
+    "HookguardInvalidAdmissionRequests",
+    "HookguardAdmissionLatencyHigh",
+    "HookguardCertificateExpiringSoon",
+    "HookguardConfigReloadFailed",
+    "HookguardTLSReloadFailed",
+];
+
 fn lint_render_and_schema(env: &Env) -> Result<()> {
     helm_lint_is_clean(env, "helm")?;
     helm_lint_is_clean(env, "helm4")?;
     let (rel, ns) = ("hookguard", "hookguard");
+    let self_managed = Tls::SelfManaged { fullname: rel, ns };
+    let arg_absent = |args: &[String], flag: &str| -> Result<()> {
+        ensure(!args.iter().any(|a| a.starts_with(flag)), || {
+            format!("args {args:?} have {flag}")
+        })
+    };
+    let args_present = |args: &[String], want: &[&str]| -> Result<()> {
+        for w in want {
+            ensure(args.iter().any(|a| a == w), || {
+                format!("args {args:?} lack {w}")
+            })?;
+        }
+        Ok(())
+    };
 
-    // Defaults (certs.mode=selfManaged), with Helm 3 and Helm 4.
+    // Defaults (certs.mode=selfManaged, inventory with leader election), Helm 3 and Helm 4.
     for bin in ["helm", "helm4"] {
         let docs = render(env, bin, rel, ns, &[])?;
         ensure(
             kinds(&docs)
                 == set(&[
+                    "ClusterRole",
+                    "ClusterRoleBinding",
                     "ConfigMap",
                     "Deployment",
                     "MutatingWebhookConfiguration",
                     "PodDisruptionBudget",
-                    "Secret",
+                    "Role",
+                    "RoleBinding",
                     "Service",
                     "ServiceAccount",
                     "ValidatingWebhookConfiguration",
                 ]),
             || format!("{bin} default kinds {:?}", kinds(&docs)),
         )?;
-        let secret = one(&docs, "Secret")?;
-        ensure(secret["type"] == "kubernetes.io/tls", || {
-            "Secret is not kubernetes.io/tls".into()
-        })?;
         let (m, v) = webhooks(&docs)?;
         for w in [m, v] {
-            ensure(
-                w["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
-                    && !w["clientConfig"]["caBundle"].is_null(),
-                || format!("{bin}: caBundle is not the generated CA (one render, one CA)"),
-            )?;
+            // hookguard patches it in; a rendered value would be put back by every upgrade.
+            ensure(w["clientConfig"]["caBundle"].is_null(), || {
+                format!("{bin}: selfManaged renders a caBundle")
+            })?;
             ensure(
                 w["clientConfig"]["service"]["name"] == rel
                     && w["clientConfig"]["service"]["namespace"] == ns
@@ -364,11 +629,32 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
             m["failurePolicy"] == "Ignore" && v["failurePolicy"] == "Fail",
             || "default failure policies changed".into(),
         )?;
-        check_deployment(
-            one(&docs, "Deployment")?,
-            2,
-            "hookguard-tls",
-            "hookguard-policy",
+        let deploy = one(&docs, "Deployment")?;
+        check_deployment(deploy, 2, self_managed, "hookguard-policy", true)?;
+        let args = container_args(deploy);
+        args_present(
+            &args,
+            &[
+                "--inventory",
+                "--inventory-discovery-interval=10m",
+                "--lease-name=hookguard",
+                "--lease-duration=15s",
+            ],
+        )?;
+        for flag in [
+            "--janitor",
+            "--leader-election",
+            "--orphan-detection",
+            "--metrics-namespace-label",
+            "--metrics-release-label",
+        ] {
+            arg_absent(&args, flag)?;
+        }
+        check_rbac(
+            &docs,
+            rel,
+            ns,
+            &[Grant::Certs, Grant::Lease, Grant::Inventory, Grant::Orphans],
         )?;
         ensure(
             one(&docs, "PodDisruptionBudget")?["spec"]["minAvailable"] == 1,
@@ -397,20 +683,16 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
                 .collect(),
             || format!("Service ports {ports:?}"),
         )?;
+        // Other pods using the ServiceAccount do not get the token; hookguard's pod opts in.
         ensure(
             one(&docs, "ServiceAccount")?["automountServiceAccountToken"] == false,
             || "ServiceAccount automounts its token".into(),
         )?;
-        ensure(
-            !kinds(&docs)
-                .iter()
-                .any(|k| k.contains("Role") || k.contains("Binding")),
-            || "RBAC objects rendered, but hookguard calls no API".into(),
-        )?;
+        check_dashboard_configmap(named(&docs, "ConfigMap", "hookguard-dashboard")?, ns)?;
 
         // The ConfigMap's policy is examples/policy.yaml (the built-in defaults), and hookguard
         // itself accepts it.
-        let policy_text = one(&docs, "ConfigMap")?["data"]["policy.yaml"]
+        let policy_text = named(&docs, "ConfigMap", "hookguard-policy")?["data"]["policy.yaml"]
             .as_str()
             .ok_or("ConfigMap has no policy.yaml")?
             .to_owned();
@@ -436,7 +718,7 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
             "policy.jobTtl.defaultSeconds=300",
         ],
     )?;
-    let text = one(&docs, "ConfigMap")?["data"]["policy.yaml"]
+    let text = named(&docs, "ConfigMap", "hookguard-policy")?["data"]["policy.yaml"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -450,7 +732,8 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
     )?;
     hookguard_accepts_policy(env, &text)?;
 
-    // certManager: the four cert-manager objects, CA injection, no caBundle, no Secret.
+    // certManager: the four cert-manager objects, CA injection, no caBundle, the Secret mounted;
+    // RBAC only for the inventory.
     let docs = render(env, "helm", rel, ns, &["--set", "certs.mode=certManager"])?;
     ensure(of_kind(&docs, "Issuer").len() == 2, || "Issuers".into())?;
     let certs = of_kind(&docs, "Certificate");
@@ -496,8 +779,15 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
     check_deployment(
         one(&docs, "Deployment")?,
         2,
-        "hookguard-tls",
+        Tls::Mounted("hookguard-tls"),
         "hookguard-policy",
+        true,
+    )?;
+    check_rbac(
+        &docs,
+        rel,
+        ns,
+        &[Grant::Lease, Grant::Inventory, Grant::Orphans],
     )?;
 
     // existingSecret: the given Secret mounted, the given caBundle used.
@@ -526,9 +816,152 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
         m["clientConfig"]["caBundle"] == "QUJD" && v["clientConfig"]["caBundle"] == "QUJD",
         || "webhook.caBundle not used".into(),
     )?;
-    check_deployment(one(&docs, "Deployment")?, 2, "my-tls", "hookguard-policy")?;
+    check_deployment(
+        one(&docs, "Deployment")?,
+        2,
+        Tls::Mounted("my-tls"),
+        "hookguard-policy",
+        true,
+    )?;
 
-    // webhook.url (out of cluster): only the two webhook configurations, with the URL and CA.
+    // certManager without the inventory: nothing calls the API, so no RBAC and no token.
+    let docs = render(
+        env,
+        "helm",
+        rel,
+        ns,
+        &[
+            "--set",
+            "certs.mode=certManager",
+            "--set",
+            "inventory.enabled=false",
+        ],
+    )?;
+    let deploy = one(&docs, "Deployment")?;
+    check_deployment(
+        deploy,
+        2,
+        Tls::Mounted("hookguard-tls"),
+        "hookguard-policy",
+        false,
+    )?;
+    check_rbac(&docs, rel, ns, &[])?;
+    let args = container_args(deploy);
+    for flag in ["--inventory", "--lease", "--leader-election", "--janitor"] {
+        arg_absent(&args, flag)?;
+    }
+
+    // Without leader election and orphan detection, with the janitor (dry run) and without the
+    // namespace and release labels: every switch reaches its flag and its RBAC rule.
+    let docs = render(
+        env,
+        "helm",
+        rel,
+        ns,
+        &[
+            "--set",
+            "leaderElection.enabled=false",
+            "--set",
+            "inventory.orphanDetection=false",
+            "--set",
+            "janitor.enabled=true",
+            "--set",
+            "janitor.namespaces={team-*,ci}",
+            "--set",
+            "janitor.dryRun=true",
+            "--set",
+            "metrics.namespaceLabel=false",
+            "--set",
+            "metrics.releaseLabel=false",
+        ],
+    )?;
+    let deploy = one(&docs, "Deployment")?;
+    check_deployment(deploy, 2, self_managed, "hookguard-policy", true)?;
+    check_rbac(
+        &docs,
+        rel,
+        ns,
+        &[Grant::Certs, Grant::Inventory, Grant::Janitor],
+    )?;
+    let args = container_args(deploy);
+    args_present(
+        &args,
+        &[
+            "--inventory",
+            "--leader-election=false",
+            "--orphan-detection=false",
+            "--janitor",
+            "--janitor-namespaces=team-*,ci",
+            "--janitor-min-age=24h",
+            "--janitor-interval=5m",
+            "--janitor-dry-run",
+            "--metrics-namespace-label=false",
+            "--metrics-release-label=false",
+        ],
+    )?;
+    arg_absent(&args, "--lease")?;
+    // The janitor with leader election: it shares the Lease with the inventory.
+    let docs = render(
+        env,
+        "helm",
+        rel,
+        ns,
+        &[
+            "--set",
+            "janitor.enabled=true",
+            "--set",
+            "janitor.namespaces={ci}",
+        ],
+    )?;
+    check_rbac(
+        &docs,
+        rel,
+        ns,
+        &[
+            Grant::Certs,
+            Grant::Lease,
+            Grant::Inventory,
+            Grant::Orphans,
+            Grant::Janitor,
+        ],
+    )?;
+    let args = container_args(one(&docs, "Deployment")?);
+    args_present(&args, &["--janitor", "--lease-name=hookguard"])?;
+    arg_absent(&args, "--janitor-dry-run")?;
+
+    // The dashboard ConfigMap: off, or in Grafana's namespace with the sidecar's folder annotation.
+    let docs = render(
+        env,
+        "helm",
+        rel,
+        ns,
+        &["--set", "grafanaDashboard.enabled=false"],
+    )?;
+    ensure(
+        named(&docs, "ConfigMap", "hookguard-dashboard").is_err(),
+        || "grafanaDashboard.enabled=false still renders the dashboard".into(),
+    )?;
+    let docs = render(
+        env,
+        "helm",
+        rel,
+        ns,
+        &[
+            "--set",
+            "grafanaDashboard.namespace=monitoring",
+            "--set",
+            "grafanaDashboard.annotations.grafana_folder=Platform",
+        ],
+    )?;
+    let cm = named(&docs, "ConfigMap", "hookguard-dashboard")?;
+    check_dashboard_configmap(cm, "monitoring")?;
+    ensure(
+        cm["metadata"]["annotations"]["grafana_folder"] == "Platform",
+        || format!("dashboard annotations {}", cm["metadata"]["annotations"]),
+    )?;
+
+    // webhook.url (out of cluster): only the two webhook configurations, with the URL, and a
+    // caBundle only when one is given (a publicly trusted certificate needs none).
     let docs = render(
         env,
         "helm",
@@ -557,6 +990,23 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
             && m["clientConfig"]["caBundle"] == "QUJD",
         || format!("url mode clientConfig {}", m["clientConfig"]),
     )?;
+    let docs = render(
+        env,
+        "helm",
+        rel,
+        ns,
+        &["--set", "webhook.url=https://hookguard.example:8443"],
+    )?;
+    let (m, v) = webhooks(&docs)?;
+    ensure(
+        m["clientConfig"]["caBundle"].is_null() && v["clientConfig"]["caBundle"].is_null(),
+        || {
+            format!(
+                "url mode without webhook.caBundle renders one: {}",
+                m["clientConfig"]
+            )
+        },
+    )?;
 
     // One replica: no PodDisruptionBudget (minAvailable 1 of 1 would block every drain).
     let docs = render(env, "helm", rel, ns, &["--set", "replicas=1"])?;
@@ -572,7 +1022,8 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
     let sm = one(&docs, "ServiceMonitor")?;
     ensure(
         sm["spec"]["endpoints"][0]["port"] == "metrics"
-            && sm["spec"]["endpoints"][0]["path"] == "/metrics",
+            && sm["spec"]["endpoints"][0]["path"] == "/metrics"
+            && sm["spec"]["endpoints"][0]["honorLabels"] == true,
         || format!("ServiceMonitor {}", sm["spec"]),
     )?;
     let np = one(&docs, "NetworkPolicy")?;
@@ -590,60 +1041,44 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
         }),
         || format!("NetworkPolicy ingress {ingress:?}"),
     )?;
-    let rule = one(&docs, "PrometheusRule")?;
-    let alerts: Vec<&Value> = rule["spec"]["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
-        .collect();
-    let names: BTreeSet<String> = alerts
-        .iter()
-        .filter_map(|a| a["alert"].as_str().map(str::to_owned))
-        .collect();
-    for want in [
-        "HookguardInvalidAdmissionRequests",
-        "HookguardAdmissionLatencyHigh",
-        "HookguardCertificateExpiringSoon",
-        "HookguardConfigReloadFailed",
-    ] {
-        ensure(names.contains(want), || {
-            format!("no alert {want}: {names:?}")
-        })?;
-    }
-    let exported = {
-        let hg = env.hookguard.lock().map_err(|e| e.to_string())?;
-        exported_metric_names(&hg.metrics())
-    };
-    ensure(!exported.is_empty(), || {
-        "cannot read hookguard's /metrics".into()
-    })?;
-    let mut used = BTreeSet::new();
-    for a in &alerts {
-        let expr = a["expr"].as_str().ok_or("alert without expr")?;
-        for name in hookguard_names(expr) {
-            ensure(exported.contains(&name), || {
-                format!(
-                    "alert {} uses {name}, which hookguard does not export",
-                    a["alert"]
-                )
-            })?;
-            used.insert(name);
-        }
-    }
-    for want in [
-        "hookguard_admission_requests_total",
-        "hookguard_admission_duration_seconds_bucket",
-        "hookguard_tls_cert_expiry_timestamp_seconds",
-        "hookguard_config_reloads_total",
-    ] {
-        ensure(used.contains(want), || format!("no alert on {want}"))?;
-    }
-    eprintln!(
-        "e2e:   {} alerts over {} metric names, all exported by the running hookguard",
-        alerts.len(),
-        used.len()
+    let rules = alerts(&docs)?;
+    let mut want: BTreeSet<String> = BASE_ALERTS.iter().map(|s| (*s).to_owned()).collect();
+    want.extend(
+        [
+            "HookguardCertificateReconcileFailing",
+            "HookguardInventoryNotRunning",
+            "HookguardHooksAccumulating",
+            "HookguardHookJobsFailing",
+            "HookguardOrphanedHooks",
+        ]
+        .map(str::to_owned),
     );
+    ensure(alert_names(&rules) == want, || {
+        format!("alerts {:?}, want {want:?}", alert_names(&rules))
+    })?;
+    // Alerts about features that are off are not rendered.
+    let docs = render(
+        env,
+        "helm",
+        rel,
+        ns,
+        &[
+            MONITORING_AND_NETPOL,
+            &[
+                "--set",
+                "certs.mode=certManager",
+                "--set",
+                "inventory.enabled=false",
+            ],
+        ]
+        .concat(),
+    )?;
+    ensure(alert_names(&alerts(&docs)?) == set(&BASE_ALERTS), || {
+        format!(
+            "certManager without inventory: alerts {:?}",
+            alert_names(&alerts(&docs).unwrap_or_default())
+        )
+    })?;
 
     // Bad values: refused by the schema (or the render checks), naming the field.
     rejected(env, &["--set", "replicas=0"], "/replicas")?;
@@ -709,6 +1144,74 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
         &["--set", "podDisruptionBudget.minAvailable=2"],
         "podDisruptionBudget.minAvailable (2) must be below replicas",
     )?;
+    // The values of the Helm-generated certificates are gone, not silently ignored.
+    rejected(
+        env,
+        &["--set", "certs.selfManaged.caValidityDays=3650"],
+        "caValidityDays",
+    )?;
+    rejected(
+        env,
+        &["--set", "certs.selfManaged.servingValidity=30 days"],
+        "/certs/selfManaged/servingValidity",
+    )?;
+    rejected(
+        env,
+        &["--set", "certs.selfManaged.servingRenewBefore=30d"],
+        "certs.selfManaged.servingRenewBefore (30d) must be shorter than servingValidity (30d)",
+    )?;
+    rejected(
+        env,
+        &["--set", "certs.selfManaged.caRenewBefore=1y"],
+        "/certs/selfManaged/caRenewBefore",
+    )?;
+    rejected(
+        env,
+        &["--set", "certs.selfManaged.caRenewBefore=400d"],
+        "certs.selfManaged.caRenewBefore (400d) must be shorter than caValidity (365d)",
+    )?;
+    rejected(
+        env,
+        &[
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+            "--set",
+            "metrics.prometheusRule.certExpiryDays=14",
+        ],
+        "metrics.prometheusRule.certExpiryDays (14) must be below certs.selfManaged.servingRenewBefore (10d)",
+    )?;
+    rejected(
+        env,
+        &["--set", "janitor.enabled=true"],
+        "/janitor/namespaces",
+    )?;
+    rejected(
+        env,
+        &[
+            "--set",
+            "janitor.enabled=true",
+            "--set",
+            "janitor.namespaces={Team_A}",
+        ],
+        "/janitor/namespaces/0",
+    )?;
+    rejected(
+        env,
+        &[
+            "--set",
+            "janitor.enabled=true",
+            "--set",
+            "janitor.namespaces={ci}",
+            "--set",
+            "inventory.enabled=false",
+        ],
+        "janitor.enabled needs inventory.enabled",
+    )?;
+    rejected(
+        env,
+        &["--set", "leaderElection.leaseDuration=15"],
+        "/leaderElection/leaseDuration",
+    )?;
     // Also without the schema, the render checks explain what is missing.
     rejected(
         env,
@@ -721,6 +1224,56 @@ fn lint_render_and_schema(env: &Env) -> Result<()> {
         ],
         "certs.mode=existingSecret needs webhook.caBundle",
     )?;
+    rejected(
+        env,
+        &["--skip-schema-validation", "--set", "janitor.enabled=true"],
+        "janitor.enabled needs janitor.namespaces",
+    )?;
+
+    // Last, because it needs hookguard's newest metric families: every alert uses only metrics the
+    // running hookguard exports.
+    let rules = alerts(&render(env, "helm", rel, ns, MONITORING_AND_NETPOL)?)?;
+    let exported = {
+        let hg = env.hookguard.lock().map_err(|e| e.to_string())?;
+        exported_metric_names(&hg.metrics())
+    };
+    ensure(!exported.is_empty(), || {
+        "cannot read hookguard's /metrics".into()
+    })?;
+    let mut used = BTreeSet::new();
+    let mut unknown = BTreeSet::new();
+    for a in &rules {
+        let expr = a["expr"].as_str().ok_or("alert without expr")?;
+        for name in hookguard_names(expr) {
+            if !exported.contains(&name) {
+                unknown.insert(format!("{} uses {name}", a["alert"]));
+            }
+            used.insert(name);
+        }
+    }
+    ensure(unknown.is_empty(), || {
+        format!("alerts use metrics the running hookguard does not export: {unknown:?}")
+    })?;
+    for want in [
+        "hookguard_admission_requests_total",
+        "hookguard_admission_duration_seconds_bucket",
+        "hookguard_tls_cert_expiry_timestamp_seconds",
+        "hookguard_tls_ca_expiry_timestamp_seconds",
+        "hookguard_config_reloads_total",
+        "hookguard_cert_reconciles_total",
+        "hookguard_inventory_up",
+        "hookguard_hook_objects",
+        "hookguard_hook_oldest_finished_age_seconds",
+        "hookguard_hook_job_outcomes_total",
+        "hookguard_hook_orphans",
+    ] {
+        ensure(used.contains(want), || format!("no alert on {want}"))?;
+    }
+    eprintln!(
+        "e2e:   {} alerts over {} metric names, all exported by the running hookguard",
+        rules.len(),
+        used.len()
+    );
     Ok(())
 }
 
@@ -751,31 +1304,58 @@ fn hookguard_accepts_policy(env: &Env, policy: &str) -> Result<()> {
     })
 }
 
-/// promtool unit tests of the chart's alerts (selector job="hookguard",namespace="hookguard"):
-/// with a healthy instance none fires; with invalid requests, slow admissions, a certificate
-/// expiring in days and failed reloads each fires with the expected labels; with no instance
-/// scraped, HookguardDown fires after 5 minutes.
+/// promtool unit tests of the chart's alerts (default values: selector job="hookguard"; the
+/// certificate alert's automatic threshold is half of servingRenewBefore, 5 days). `healthy`: none
+/// fires, including a retired CA running out in the bundle while the serving certificate outlives
+/// it, and a replica without hookguard-managed certificates (CA metric 0). `broken`: invalid
+/// requests, slow admissions, a serving certificate and the CA it depends on expiring in days,
+/// failed reloads, failing certificate reconciles, no inventory. `hooks`: accumulation, failing
+/// hook Jobs and orphans fire for the namespace that has them, counted once although two replicas
+/// report them, and the stale numbers of a replica whose inventory is not running are ignored.
+/// `down`: no instance scraped.
 const ALERT_TESTS: &str = r#"rule_files: [rules.json]
 evaluation_interval: 1m
 tests:
   - name: healthy
     interval: 1m
     input_series:
-      - series: 'hookguard_build_info{job="hookguard",namespace="hookguard",pod="a",version="0.1.0"}'
+      - series: 'hookguard_build_info{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",version="0.1.0"}'
         values: '1x120'
-      - series: 'hookguard_admission_requests_total{job="hookguard",namespace="hookguard",pod="a",webhook="validate",operation="CREATE",kind="Job",result="allowed"}'
+      - series: 'hookguard_admission_requests_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",webhook="validate",operation="CREATE",kind="Job",result="allowed"}'
         values: '0+100x120'
-      - series: 'hookguard_admission_requests_total{job="hookguard",namespace="hookguard",pod="a",webhook="validate",operation="CREATE",kind="Job",result="invalid"}'
+      - series: 'hookguard_admission_requests_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",webhook="validate",operation="CREATE",kind="Job",result="invalid"}'
         values: '0x120'
-      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",namespace="hookguard",pod="a",webhook="validate",le="0.001"}'
+      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",webhook="validate",le="0.001"}'
         values: '0+100x120'
-      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",namespace="hookguard",pod="a",webhook="validate",le="+Inf"}'
+      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",webhook="validate",le="+Inf"}'
         values: '0+100x120'
-      - series: 'hookguard_tls_cert_expiry_timestamp_seconds{job="hookguard",namespace="hookguard",pod="a"}'
+      - series: 'hookguard_tls_cert_expiry_timestamp_seconds{job="hookguard",instance="a:8080",namespace="hookguard",pod="a"}'
         values: '31536000x120'
-      - series: 'hookguard_config_reloads_total{job="hookguard",namespace="hookguard",pod="a",result="failure"}'
+      - series: 'hookguard_tls_ca_expiry_timestamp_seconds{job="hookguard",instance="a:8080",namespace="hookguard",pod="a"}'
+        values: '172800x120'
+      - series: 'hookguard_tls_cert_expiry_timestamp_seconds{job="hookguard",instance="b:8080",namespace="hookguard",pod="b"}'
+        values: '31536000x120'
+      - series: 'hookguard_tls_ca_expiry_timestamp_seconds{job="hookguard",instance="b:8080",namespace="hookguard",pod="b"}'
         values: '0x120'
-      - series: 'hookguard_tls_reloads_total{job="hookguard",namespace="hookguard",pod="a",result="failure"}'
+      - series: 'hookguard_config_reloads_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",result="failure"}'
+        values: '0x120'
+      - series: 'hookguard_tls_reloads_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",result="failure"}'
+        values: '0x120'
+      - series: 'hookguard_cert_reconciles_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",result="failure"}'
+        values: '0x120'
+      - series: 'hookguard_cert_reconciles_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",result="success"}'
+        values: '0+1x120'
+      - series: 'hookguard_inventory_up{job="hookguard",instance="a:8080",namespace="hookguard",pod="a"}'
+        values: '1x120'
+      - series: 'hookguard_inventory_up{job="hookguard",instance="b:8080",namespace="hookguard",pod="b"}'
+        values: '0x120'
+      - series: 'hookguard_hook_objects{job="hookguard",instance="a:8080",pod="a",namespace="team-a",kind="Job",state="succeeded"}'
+        values: '30x120'
+      - series: 'hookguard_hook_oldest_finished_age_seconds{job="hookguard",instance="a:8080",pod="a",namespace="team-a"}'
+        values: '3600x120'
+      - series: 'hookguard_hook_job_outcomes_total{job="hookguard",instance="a:8080",pod="a",namespace="team-a",outcome="failed"}'
+        values: '0x120'
+      - series: 'hookguard_hook_orphans{job="hookguard",instance="a:8080",pod="a",namespace="team-a",kind="Pod"}'
         values: '0x120'
     alert_rule_test:
       - {eval_time: 90m, alertname: HookguardDown, exp_alerts: []}
@@ -784,27 +1364,38 @@ tests:
       - {eval_time: 90m, alertname: HookguardCertificateExpiringSoon, exp_alerts: []}
       - {eval_time: 90m, alertname: HookguardConfigReloadFailed, exp_alerts: []}
       - {eval_time: 90m, alertname: HookguardTLSReloadFailed, exp_alerts: []}
+      - {eval_time: 90m, alertname: HookguardCertificateReconcileFailing, exp_alerts: []}
+      - {eval_time: 90m, alertname: HookguardInventoryNotRunning, exp_alerts: []}
+      - {eval_time: 90m, alertname: HookguardHooksAccumulating, exp_alerts: []}
+      - {eval_time: 90m, alertname: HookguardHookJobsFailing, exp_alerts: []}
+      - {eval_time: 90m, alertname: HookguardOrphanedHooks, exp_alerts: []}
   - name: broken
     interval: 1m
     input_series:
-      - series: 'hookguard_build_info{job="hookguard",namespace="hookguard",pod="a",version="0.1.0"}'
+      - series: 'hookguard_build_info{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",version="0.1.0"}'
         values: '1x120'
-      - series: 'hookguard_admission_requests_total{job="hookguard",namespace="hookguard",pod="a",webhook="validate",operation="CREATE",kind="Job",result="allowed"}'
+      - series: 'hookguard_admission_requests_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",webhook="validate",operation="CREATE",kind="Job",result="allowed"}'
         values: '0+100x120'
-      - series: 'hookguard_admission_requests_total{job="hookguard",namespace="hookguard",pod="a",webhook="validate",operation="CREATE",kind="Job",result="invalid"}'
+      - series: 'hookguard_admission_requests_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",webhook="validate",operation="CREATE",kind="Job",result="invalid"}'
         values: '0+10x120'
-      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",namespace="hookguard",pod="a",webhook="validate",le="0.1"}'
+      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",webhook="validate",le="0.1"}'
         values: '0+50x120'
-      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",namespace="hookguard",pod="a",webhook="validate",le="0.25"}'
+      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",webhook="validate",le="0.25"}'
         values: '0+100x120'
-      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",namespace="hookguard",pod="a",webhook="validate",le="+Inf"}'
+      - series: 'hookguard_admission_duration_seconds_bucket{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",webhook="validate",le="+Inf"}'
         values: '0+100x120'
-      - series: 'hookguard_tls_cert_expiry_timestamp_seconds{job="hookguard",namespace="hookguard",pod="a"}'
-        values: '604800x120'
-      - series: 'hookguard_config_reloads_total{job="hookguard",namespace="hookguard",pod="a",result="failure"}'
+      - series: 'hookguard_tls_cert_expiry_timestamp_seconds{job="hookguard",instance="a:8080",namespace="hookguard",pod="a"}'
+        values: '300000x120'
+      - series: 'hookguard_tls_ca_expiry_timestamp_seconds{job="hookguard",instance="a:8080",namespace="hookguard",pod="a"}'
+        values: '300000x120'
+      - series: 'hookguard_config_reloads_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",result="failure"}'
         values: '0x30 1x90'
-      - series: 'hookguard_tls_reloads_total{job="hookguard",namespace="hookguard",pod="a",result="failure"}'
+      - series: 'hookguard_tls_reloads_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",result="failure"}'
         values: '0x30 1x90'
+      - series: 'hookguard_cert_reconciles_total{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",result="failure"}'
+        values: '0+1x120'
+      - series: 'hookguard_inventory_up{job="hookguard",instance="a:8080",namespace="hookguard",pod="a"}'
+        values: '0x120'
     alert_rule_test:
       - eval_time: 70m
         alertname: HookguardInvalidAdmissionRequests
@@ -814,40 +1405,157 @@ tests:
         exp_alerts: [{exp_labels: {severity: warning, webhook: validate}}]
       - eval_time: 70m
         alertname: HookguardCertificateExpiringSoon
-        exp_alerts: [{exp_labels: {severity: warning, job: hookguard, namespace: hookguard, pod: a}}]
+        exp_alerts:
+          - {exp_labels: {severity: warning, cert: serving, job: hookguard, instance: "a:8080", namespace: hookguard, pod: a}}
+          - {exp_labels: {severity: warning, cert: ca, job: hookguard, instance: "a:8080", namespace: hookguard, pod: a}}
       - eval_time: 35m
         alertname: HookguardConfigReloadFailed
-        exp_alerts: [{exp_labels: {severity: warning, job: hookguard, namespace: hookguard, pod: a, result: failure}}]
+        exp_alerts: [{exp_labels: {severity: warning, job: hookguard, instance: "a:8080", namespace: hookguard, pod: a, result: failure}}]
       - eval_time: 35m
         alertname: HookguardTLSReloadFailed
-        exp_alerts: [{exp_labels: {severity: warning, job: hookguard, namespace: hookguard, pod: a, result: failure}}]
+        exp_alerts: [{exp_labels: {severity: warning, job: hookguard, instance: "a:8080", namespace: hookguard, pod: a, result: failure}}]
       - {eval_time: 70m, alertname: HookguardConfigReloadFailed, exp_alerts: []}
       - {eval_time: 70m, alertname: HookguardDown, exp_alerts: []}
+      - {eval_time: 10m, alertname: HookguardCertificateReconcileFailing, exp_alerts: []}
+      - eval_time: 70m
+        alertname: HookguardCertificateReconcileFailing
+        exp_alerts: [{exp_labels: {severity: warning, job: hookguard, instance: "a:8080", namespace: hookguard, pod: a, result: failure}}]
+      - {eval_time: 10m, alertname: HookguardInventoryNotRunning, exp_alerts: []}
+      - eval_time: 70m
+        alertname: HookguardInventoryNotRunning
+        exp_alerts: [{exp_labels: {severity: warning}}]
+  - name: hooks
+    interval: 1m
+    input_series:
+      - series: 'hookguard_build_info{job="hookguard",instance="a:8080",namespace="hookguard",pod="a",version="0.1.0"}'
+        values: '1x120'
+      - series: 'hookguard_inventory_up{job="hookguard",instance="a:8080",namespace="hookguard",pod="a"}'
+        values: '1x120'
+      - series: 'hookguard_inventory_up{job="hookguard",instance="b:8080",namespace="hookguard",pod="b"}'
+        values: '0x120'
+      # team-a: 30 finished hooks, the oldest 2 days old.
+      - series: 'hookguard_hook_objects{job="hookguard",instance="a:8080",pod="a",namespace="team-a",kind="Pod",state="succeeded"}'
+        values: '20x120'
+      - series: 'hookguard_hook_objects{job="hookguard",instance="a:8080",pod="a",namespace="team-a",kind="Job",state="failed"}'
+        values: '10x120'
+      - series: 'hookguard_hook_oldest_finished_age_seconds{job="hookguard",instance="a:8080",pod="a",namespace="team-a"}'
+        values: '200000x120'
+      # team-b: as many, but all recent.
+      - series: 'hookguard_hook_objects{job="hookguard",instance="a:8080",pod="a",namespace="team-b",kind="Pod",state="succeeded"}'
+        values: '30x120'
+      - series: 'hookguard_hook_oldest_finished_age_seconds{job="hookguard",instance="a:8080",pod="a",namespace="team-b"}'
+        values: '3600x120'
+      # Replica b lost the Lease and still reports what it saw then.
+      - series: 'hookguard_hook_objects{job="hookguard",instance="b:8080",pod="b",namespace="team-c",kind="Pod",state="succeeded"}'
+        values: '100x120'
+      - series: 'hookguard_hook_oldest_finished_age_seconds{job="hookguard",instance="b:8080",pod="b",namespace="team-c"}'
+        values: '1000000x120'
+      - series: 'hookguard_hook_orphans{job="hookguard",instance="a:8080",pod="a",namespace="team-a",kind="Pod"}'
+        values: '2x120'
+      - series: 'hookguard_hook_orphans{job="hookguard",instance="b:8080",pod="b",namespace="team-c",kind="Job"}'
+        values: '5x120'
+      # One failed hook Job a minute in team-a (counted by both replicas), one in the last hour
+      # in team-b.
+      - series: 'hookguard_hook_job_outcomes_total{job="hookguard",instance="a:8080",pod="a",namespace="team-a",outcome="failed"}'
+        values: '0+1x120'
+      - series: 'hookguard_hook_job_outcomes_total{job="hookguard",instance="b:8080",pod="b",namespace="team-a",outcome="failed"}'
+        values: '0+1x120'
+      - series: 'hookguard_hook_job_outcomes_total{job="hookguard",instance="a:8080",pod="a",namespace="team-b",outcome="failed"}'
+        values: '0x60 1x60'
+    alert_rule_test:
+      - eval_time: 90m
+        alertname: HookguardHooksAccumulating
+        exp_alerts: [{exp_labels: {severity: warning, namespace: team-a}}]
+      - eval_time: 90m
+        alertname: HookguardOrphanedHooks
+        exp_alerts: [{exp_labels: {severity: info, namespace: team-a, kind: Pod}}]
+      - eval_time: 90m
+        alertname: HookguardHookJobsFailing
+        exp_alerts: [{exp_labels: {severity: warning, namespace: team-a}}]
+      - {eval_time: 90m, alertname: HookguardInventoryNotRunning, exp_alerts: []}
   - name: down
     interval: 1m
     input_series:
-      - series: 'hookguard_build_info{job="other",namespace="hookguard",pod="x",version="0.1.0"}'
+      - series: 'hookguard_build_info{job="other",instance="x:8080",namespace="hookguard",pod="x",version="0.1.0"}'
         values: '1x20'
     alert_rule_test:
       - {eval_time: 3m, alertname: HookguardDown, exp_alerts: []}
       - eval_time: 10m
         alertname: HookguardDown
-        exp_alerts: [{exp_labels: {severity: critical, job: hookguard, namespace: hookguard}}]
+        exp_alerts: [{exp_labels: {severity: critical, job: hookguard}}]
 "#;
 
-/// `promtool check rules` on the rendered PrometheusRule and `promtool test rules` with
-/// ALERT_TESTS: every alert expression parses, every template in it compiles, and each alert
-/// fires exactly when it should.
-fn prometheus_alerts(env: &Env) -> Result<()> {
-    let promtool = std::env::var_os("PATH")
+fn promtool() -> Result<PathBuf> {
+    std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|d| d.join("promtool"))
         .find(|p| p.is_file())
-        .ok_or(
+        .ok_or_else(|| {
             "promtool not found on PATH: install Debian's `prometheus` package (DESIGN.md: the \
-             tests run promtool check/test rules)",
-        )?;
+             tests run promtool check/test rules)"
+                .to_owned()
+        })
+}
+
+/// Every PromQL query of the dashboard (panels and template variables), with Grafana's variables
+/// replaced by what they expand to, as recording rules: `promtool check rules` then parses each
+/// one, so a typo in a panel fails here rather than in someone's Grafana.
+fn dashboard_rules() -> Result<Value> {
+    fn exprs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr", Value::String(e)) => out.push(e.clone()),
+                        _ => exprs(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| exprs(v, out)),
+            _ => {}
+        }
+    }
+    let text = fs::read_to_string(repo().join("charts/hookguard/dashboards/hookguard.json"))
+        .map_err(|e| e.to_string())?;
+    let dash: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let mut queries = Vec::new();
+    exprs(&dash["panels"], &mut queries);
+    for var in dash["templating"]["list"].as_array().into_iter().flatten() {
+        if let Some(q) = var["query"]["query"].as_str()
+            && let Some(inner) = q.strip_prefix("label_values(")
+        {
+            let selector = inner.rsplit_once(',').map_or(inner, |(s, _)| s);
+            queries.push(selector.to_owned());
+        }
+    }
+    let rules = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let expr = q
+                .replace("$__rate_interval", "5m")
+                .replace("$__interval", "1m")
+                .replace("$__range", "1h")
+                .replace("$job", ".*")
+                .replace("$namespace", ".*");
+            ensure(!expr.contains('$'), || {
+                format!("dashboard query with an unknown variable: {q}")
+            })?;
+            Ok(serde_json::json!({"record": format!("dashboard:query_{i}"), "expr": expr}))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    ensure(rules.len() > 20, || {
+        format!("only {} dashboard queries found", rules.len())
+    })?;
+    Ok(serde_json::json!({"groups": [{"name": "dashboard", "rules": rules}]}))
+}
+
+/// `promtool check rules` on the rendered PrometheusRule and on the dashboard's queries, and
+/// `promtool test rules` with ALERT_TESTS: every expression parses, every template in the alerts
+/// compiles, and each alert fires exactly when it should.
+fn prometheus_alerts(env: &Env) -> Result<()> {
+    let promtool = promtool()?;
     let docs = render(
         env,
         "helm",
@@ -879,6 +1587,8 @@ fn prometheus_alerts(env: &Env) -> Result<()> {
         }
     };
     promtool_ok(&["check", "rules", &full.display().to_string()])?;
+    let dashboard = write("dashboard-rules.json", &dashboard_rules()?)?;
+    promtool_ok(&["check", "rules", &dashboard.display().to_string()])?;
     // The unit tests compare labels; annotations (templated with $value) are left out of them.
     for group in spec["groups"].as_array_mut().into_iter().flatten() {
         for rule in group["rules"].as_array_mut().into_iter().flatten() {
@@ -890,7 +1600,9 @@ fn prometheus_alerts(env: &Env) -> Result<()> {
     write("rules.json", &spec)?;
     fs::write(dir.join("tests.yaml"), ALERT_TESTS).map_err(|e| e.to_string())?;
     promtool_ok(&["test", "rules", "tests.yaml"])?;
-    eprintln!("e2e:   promtool: the chart's alerts parse and fire exactly as the unit tests say");
+    eprintln!(
+        "e2e:   promtool: the chart's alerts and the dashboard's queries parse; the alerts fire exactly as the unit tests say"
+    );
     Ok(())
 }
 
@@ -1094,15 +1806,24 @@ fn server_dry_run(env: &Env) -> Result<()> {
         let chart = chart();
         let value_sets: [(&str, Vec<&str>); 4] = [
             (
-                "defaults + monitoring + networkPolicy",
-                MONITORING_AND_NETPOL.to_vec(),
+                "defaults + janitor + monitoring + networkPolicy",
+                [
+                    MONITORING_AND_NETPOL,
+                    &[
+                        "--set",
+                        "janitor.enabled=true",
+                        "--set",
+                        "janitor.namespaces={team-*}",
+                    ],
+                ]
+                .concat(),
             ),
             (
                 "certManager + monitoring + networkPolicy",
                 [MONITORING_AND_NETPOL, &["--set", "certs.mode=certManager"]].concat(),
             ),
             (
-                "existingSecret, 1 replica",
+                "existingSecret, 1 replica, no inventory",
                 vec![
                     "--set",
                     "certs.mode=existingSecret",
@@ -1112,6 +1833,8 @@ fn server_dry_run(env: &Env) -> Result<()> {
                     "webhook.caBundle=QUJD",
                     "--set",
                     "replicas=1",
+                    "--set",
+                    "inventory.enabled=false",
                 ],
             ),
             (
@@ -1138,6 +1861,13 @@ fn server_dry_run(env: &Env) -> Result<()> {
             let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
             let docs = parse_docs(&yaml)?;
             seen.extend(kinds(&docs));
+            seen.extend(docs.iter().filter_map(|d| {
+                Some(format!(
+                    "{}/{}",
+                    d["kind"].as_str()?,
+                    d["metadata"]["name"].as_str()?
+                ))
+            }));
             let accepted = server_dry_run_apply(env, &yaml)
                 .map_err(|e| format!("{name}: the API server refuses the chart: {e}"))?;
             ensure(accepted == docs.len(), || {
@@ -1148,9 +1878,12 @@ fn server_dry_run(env: &Env) -> Result<()> {
         for kind in [
             "Deployment",
             "Service",
-            "Secret",
             "ConfigMap",
             "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "PodDisruptionBudget",
             "NetworkPolicy",
             "ServiceMonitor",
@@ -1159,6 +1892,8 @@ fn server_dry_run(env: &Env) -> Result<()> {
             "Certificate",
             "MutatingWebhookConfiguration",
             "ValidatingWebhookConfiguration",
+            "ConfigMap/hookguard-chart-policy",
+            "ConfigMap/hookguard-chart-dashboard",
         ] {
             ensure(seen.contains(kind), || format!("{kind} never checked"))?;
         }
@@ -1276,6 +2011,97 @@ fn secret_field(secret: &Value, key: &str) -> Result<Vec<u8>> {
 
 const DAY: i64 = 86_400;
 
+/// The API server's own authorizer (`kubectl auth can-i --as`) agrees that the chart's
+/// ServiceAccount may do what hookguard needs with the default values, and nothing next to it.
+fn service_account_permissions(env: &Env, ns: &str, sa: &str) -> Result<()> {
+    let user = format!("system:serviceaccount:{ns}:{sa}");
+    let tls = format!("secrets/{sa}-tls");
+    let lease = format!("leases.coordination.k8s.io/{sa}");
+    let mwc = format!("mutatingwebhookconfigurations/{sa}");
+    let vwc = format!("validatingwebhookconfigurations/{sa}");
+    let checks: [(&[&str], bool); 21] = [
+        (&["get", &tls, "-n", ns], true),
+        (&["update", &tls, "-n", ns], true),
+        (&["create", "secrets", "-n", ns], true),
+        (&["get", &mwc], true),
+        (&["patch", &mwc], true),
+        (&["patch", &vwc], true),
+        (&["update", &lease, "-n", ns], true),
+        (&["create", "leases.coordination.k8s.io", "-n", ns], true),
+        (&["watch", "jobs.batch", "-A"], true),
+        (&["list", "pods", "-A"], true),
+        (&["list", "secrets", "-A"], true),
+        (&["get", "secrets/other", "-n", ns], false),
+        (&["update", "secrets/other", "-n", ns], false),
+        (&["delete", &tls, "-n", ns], false),
+        (&["patch", "mutatingwebhookconfigurations/other"], false),
+        (
+            &["update", "leases.coordination.k8s.io/other", "-n", ns],
+            false,
+        ),
+        (&["delete", "pods", "-n", "default"], false),
+        (&["delete", "jobs.batch", "-n", "default"], false),
+        (&["create", "pods", "-n", ns], false),
+        (&["update", "configmaps", "-n", ns], false),
+        (&["update", "deployments.apps", "-n", ns], false),
+    ];
+    let mut wrong = Vec::new();
+    for (args, want) in checks {
+        let mut all = vec!["auth", "can-i", "--as", user.as_str()];
+        all.extend_from_slice(args);
+        let out = env.cluster.kubectl(&all);
+        let got = String::from_utf8_lossy(&out.stdout).trim() == "yes";
+        if got != want {
+            wrong.push(format!(
+                "can-i {}: {}",
+                args.join(" "),
+                if got { "yes" } else { "no" }
+            ));
+        }
+    }
+    ensure(wrong.is_empty(), || {
+        format!("ServiceAccount {user}: {wrong:?}")
+    })
+}
+
+/// A kubeconfig that authenticates as the chart's ServiceAccount against the test cluster, with a
+/// token from the TokenRequest API: the same kind of credential a pod's projected token is.
+fn service_account_kubeconfig(env: &Env, ns: &str, sa: &str, tag: &str) -> Result<PathBuf> {
+    let out = run_ok(
+        env,
+        "kubectl",
+        &["create", "token", sa, "-n", ns, "--duration=1h"],
+        None,
+    )?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    ensure(!token.is_empty(), || {
+        "kubectl create token printed nothing".into()
+    })?;
+    let admin: Value = serde_saphyr::from_str(
+        &fs::read_to_string(&env.cluster.kubeconfig).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("admin kubeconfig: {e}"))?;
+    let cluster = &admin["clusters"][0]["cluster"];
+    let (Some(server), Some(ca)) = (
+        cluster["server"].as_str(),
+        cluster["certificate-authority"].as_str(),
+    ) else {
+        return Err(format!("admin kubeconfig cluster {cluster}"));
+    };
+    let path = env
+        .cluster
+        .work
+        .join(format!("chart-{tag}-serviceaccount.kubeconfig"));
+    fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: {sa}\n  user:\n    token: \"{token}\"\ncontexts:\n- name: {sa}\n  context:\n    cluster: e2e\n    user: {sa}\n    namespace: {ns}\ncurrent-context: {sa}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
 fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
     // The release's webhooks point at a Service with no real backend (simulated pods): both are
     // set to Ignore so that nothing else in the cluster is refused while it is installed, and
@@ -1287,6 +2113,8 @@ fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
     };
     let chart = chart();
     let svc_host = format!("{name}.{ns}.svc");
+    let secret_name = format!("{name}-tls");
+    let policy_name = format!("{name}-policy");
     let common = [
         "-n",
         ns,
@@ -1317,25 +2145,26 @@ fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
         }
     };
     let notes = String::from_utf8_lossy(&install.stdout).into_owned();
-    // The certificates are cached in .Values while rendering: they must not leak into the
-    // values Helm records for the release (`helm get values`).
-    for all in [false, true] {
-        let mut args = vec!["get", "values", name, "-n", ns, "-o", "json"];
-        if all {
-            args.push("--all");
-        }
-        let values = String::from_utf8_lossy(&run_ok(env, bin, &args, None)?.stdout).into_owned();
-        ensure(
-            !values.contains("_hookguardCerts") && !values.contains("LS0tLS1CRUdJTi"),
-            || format!("{bin} get values shows generated certificates: {values}"),
-        )?;
-    }
+    // No key material and no caBundle in what Helm stores: both are hookguard's.
+    let manifest = parse_docs(&String::from_utf8_lossy(
+        &run_ok(env, bin, &["get", "manifest", name, "-n", ns], None)?.stdout,
+    ))?;
+    let (m, v) = webhooks(&manifest)?;
+    ensure(
+        m["clientConfig"]["caBundle"].is_null()
+            && v["clientConfig"]["caBundle"].is_null()
+            && of_kind(&manifest, "Secret").is_empty()
+            && !serde_json::to_string(&manifest)
+                .map_err(|e| e.to_string())?
+                .contains("LS0tLS1CRUdJTi"),
+        || format!("{bin} get manifest holds certificate material"),
+    )?;
 
     // Installed. The pod is SIMULATED: scheduled by the real scheduler onto the kwok node, which
     // reports it Running (readiness is not asserted: the simulated node does not re-report it
     // after a node-lifecycle blip, a real kubelet would).
     let selector = format!("app.kubernetes.io/instance={name}");
-    wait_for(
+    let pod_name = wait_for(
         "the Deployment's pod Running on the simulated node",
         Duration::from_secs(60),
         || {
@@ -1344,16 +2173,13 @@ fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
             (items.len() == 1
                 && items[0]["spec"]["nodeName"] == "kwok-node-0"
                 && items[0]["status"]["phase"] == "Running")
-                .then_some(())
+                .then(|| items[0]["metadata"]["name"].as_str().map(str::to_owned))
+                .flatten()
         },
     )?;
+    let self_managed = Tls::SelfManaged { fullname: name, ns };
     let deploy = get(env, &["-n", ns, "deployment", name])?;
-    check_deployment(
-        &deploy,
-        1,
-        &format!("{name}-tls"),
-        &format!("{name}-policy"),
-    )?;
+    check_deployment(&deploy, 1, self_managed, &policy_name, true)?;
     let svc = get(env, &["-n", ns, "service", name])?;
     ensure(
         svc["spec"]["ports"]
@@ -1384,100 +2210,101 @@ fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
             .is_some_and(Vec::is_empty),
         || "PDB with one replica".into(),
     )?;
-    let secret = get(env, &["-n", ns, "secret", &format!("{name}-tls")])?;
-    ensure(secret["type"] == "kubernetes.io/tls", || {
-        "Secret type".into()
-    })?;
-    for key in ["tls.crt", "tls.key", "ca.crt"] {
-        ensure(
-            secret["data"][key].as_str().is_some_and(|s| !s.is_empty()),
-            || format!("Secret lacks {key}"),
-        )?;
-    }
-    let ca_b64 = secret["data"]["ca.crt"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let bundles = webhook_ca_bundles(env, name)?;
-    ensure(bundles.iter().all(|b| *b == ca_b64), || {
-        "a webhook configuration's caBundle is not the Secret's ca.crt".into()
-    })?;
-    for kind in [
-        "mutatingwebhookconfiguration",
-        "validatingwebhookconfiguration",
-    ] {
-        let cfg = get(env, &[kind, name])?;
-        let w = &cfg["webhooks"][0];
-        ensure(
-            excluded_namespaces(w).contains(ns) && excluded_namespaces(w).contains("kube-system"),
-            || format!("{kind}: namespaceSelector {}", w["namespaceSelector"]),
-        )?;
-        ensure(
-            w["clientConfig"]["service"]["name"] == name
-                && w["clientConfig"]["service"]["namespace"] == ns,
-            || format!("{kind}: clientConfig {}", w["clientConfig"]),
-        )?;
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs() as i64;
-    let tls = secret_field(&secret, "tls.crt")?;
-    let (dns, _, tls_not_after) = cert_info(&tls)?;
-    ensure(
-        dns.contains(&svc_host) && dns.contains(&format!("{svc_host}.cluster.local")),
-        || format!("serving certificate SANs {dns:?}"),
+    // RBAC as stored, and as the API server's authorizer sees it.
+    let stored_rbac = [
+        get(env, &["-n", ns, "role", name])?,
+        get(env, &["-n", ns, "rolebinding", name])?,
+        get(env, &["clusterrole", name])?,
+        get(env, &["clusterrolebinding", name])?,
+    ];
+    check_rbac(
+        &stored_rbac,
+        name,
+        ns,
+        &[Grant::Certs, Grant::Lease, Grant::Inventory, Grant::Orphans],
     )?;
-    ensure((tls_not_after - now - 365 * DAY).abs() < 2 * DAY, || {
-        format!(
-            "serving certificate valid {} days",
-            (tls_not_after - now) / DAY
-        )
-    })?;
-    let (_, _, ca_not_after) = cert_info(&secret_field(&secret, "ca.crt")?)?;
-    ensure((ca_not_after - now - 3650 * DAY).abs() < 2 * DAY, || {
-        format!("CA valid {} days", (ca_not_after - now) / DAY)
-    })?;
-    let policy_cm = get(env, &["-n", ns, "configmap", &format!("{name}-policy")])?;
+    service_account_permissions(env, ns, name)?;
+    // Until hookguard runs, there is no Secret and no caBundle.
+    ensure(
+        env.cluster
+            .get_json(&["-n", ns, "secret", &secret_name])
+            .is_none(),
+        || format!("Secret {secret_name} exists before hookguard ran"),
+    )?;
+    ensure(
+        webhook_ca_bundles(env, name)?.iter().all(String::is_empty),
+        || "a caBundle exists before hookguard ran".into(),
+    )?;
+    let policy_cm = get(env, &["-n", ns, "configmap", &policy_name])?;
 
-    // Upgrade: the Secret is looked up and reused, the caBundle does not change.
-    let upgrade = |extra: &[&str]| -> Result<Value> {
+    // What kwok cannot show: the container itself, as the chart's ServiceAccount.
+    let kubeconfig = service_account_kubeconfig(env, ns, name, bin)?;
+    let pod = PodEnv {
+        ns,
+        name: &pod_name,
+        fullname: name,
+        svc_host: &svc_host,
+        kubeconfig: &kubeconfig,
+    };
+    let first = run_container_locally(env, bin, &deploy, &policy_cm, &pod, "first start")?;
+    let bundles = webhook_ca_bundles(env, name)?;
+
+    // Upgrades while hookguard is stopped, so only Helm acts: the caBundle hookguard patched in
+    // survives (Helm 3's three-way merge, Helm 4's server-side apply), the Secret is untouched.
+    let upgrade = |extra: &[&str]| -> Result<()> {
         let mut args = vec!["upgrade", name, chart.as_str()];
         args.extend_from_slice(&common);
         args.extend_from_slice(extra);
-        run_ok(env, bin, &args, None)?;
-        get(env, &["-n", ns, "secret", &format!("{name}-tls")])
+        run_ok(env, bin, &args, None).map(|_| ())
     };
-    let after = upgrade(&[])?;
-    ensure(after["data"] == secret["data"], || {
-        "helm upgrade replaced the certificate".into()
-    })?;
+    let secret_now = || get(env, &["-n", ns, "secret", &secret_name]);
+    upgrade(&[])?;
     ensure(webhook_ca_bundles(env, name)? == bundles, || {
-        "helm upgrade changed the caBundle".into()
+        "helm upgrade removed or changed the caBundle hookguard patched in".into()
     })?;
-    // An upgrade within renewBeforeDays of expiry re-issues the serving certificate from the
-    // same CA: new tls.crt, same ca.crt and caBundle.
-    let renewed = upgrade(&["--set", "certs.selfManaged.renewBeforeDays=400"])?;
-    ensure(
-        renewed["data"]["tls.crt"] != secret["data"]["tls.crt"]
-            && renewed["data"]["ca.crt"] == secret["data"]["ca.crt"]
-            && renewed["data"]["ca.key"] == secret["data"]["ca.key"],
-        || "renewal did not re-issue the serving certificate from the same CA".into(),
-    )?;
+    upgrade(&[
+        "--set",
+        "certs.selfManaged.checkInterval=30s",
+        "--set",
+        "logLevel=debug",
+    ])?;
     ensure(webhook_ca_bundles(env, name)? == bundles, || {
-        "renewal changed the caBundle".into()
+        "an upgrade that changed the Deployment removed or changed the caBundle".into()
     })?;
-    let again = upgrade(&[])?;
-    ensure(again["data"] == renewed["data"], || {
-        "the renewed certificate was not kept by the next upgrade".into()
+    ensure(secret_now()?["data"] == first["data"], || {
+        "helm upgrade changed hookguard's Secret".into()
     })?;
     let final_deploy = get(env, &["-n", ns, "deployment", name])?;
-    let final_cm = get(env, &["-n", ns, "configmap", &format!("{name}-policy")])?;
+    ensure(
+        container_args(&final_deploy)
+            .iter()
+            .any(|a| a == "--cert-check-interval=30s"),
+        || "the upgrade's values did not reach the Deployment".into(),
+    )?;
+    let final_cm = get(env, &["-n", ns, "configmap", &policy_name])?;
     ensure(final_cm["data"] == policy_cm["data"], || {
         "policy changed across upgrades".into()
     })?;
 
-    // Uninstall: no webhook configuration may stay behind.
+    // Restarted with the upgraded Deployment: the CA and the still valid certificate are reused.
+    let second = run_container_locally(
+        env,
+        bin,
+        &final_deploy,
+        &final_cm,
+        &pod,
+        "restart after upgrade",
+    )?;
+    for key in ["ca.crt", "ca.key", "tls.crt"] {
+        ensure(second["data"][key] == first["data"][key], || {
+            format!("the restart replaced {key}, which was still valid")
+        })?;
+    }
+    ensure(webhook_ca_bundles(env, name)? == bundles, || {
+        "the restart changed the caBundle".into()
+    })?;
+
+    // Uninstall: no webhook configuration and no RBAC may stay behind.
     release.uninstall()?;
     let window = installed_at.elapsed();
     for kind in [
@@ -1495,22 +2322,29 @@ fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
             format!("{kind}/{name} left behind after uninstall")
         })?;
     }
-    ensure(
-        env.cluster
-            .get_json(&["-n", ns, "secret", &format!("{name}-tls")])
-            .is_none(),
-        || "Secret left behind".into(),
-    )?;
+    for args in [
+        ["-n", ns, "role", name],
+        ["-n", ns, "rolebinding", name],
+        ["", "", "clusterrole", name],
+        ["", "", "clusterrolebinding", name],
+    ] {
+        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+        ensure(env.cluster.get_json(&args).is_none(), || {
+            format!("{} left behind after uninstall", args.join(" "))
+        })?;
+    }
+    // hookguard created the Secret, not Helm, so uninstall leaves it (as the chart's README says)
+    // and a reinstall would reuse the CA.
+    ensure(secret_now().is_ok(), || {
+        "the Secret hookguard created is gone after uninstall; the README says it stays".into()
+    })?;
     eprintln!(
-        "e2e:   {bin}: install, 3 upgrades (caBundle stable, certificate renewed from the same CA), uninstall in {:.1}s; nothing left behind",
+        "e2e:   {bin}: install, hookguard as the ServiceAccount, 2 upgrades (caBundle kept by Helm), restart (CA reused), uninstall in {:.1}s; no webhook configuration or RBAC left behind",
         window.as_secs_f64()
     );
     let _ = env
         .cluster
         .kubectl(&["delete", "namespace", ns, "--wait=false"]);
-
-    // What kwok cannot show: the container itself, with the installed Secret and ConfigMap.
-    run_container_locally(env, bin, ns, &final_deploy, &again, &final_cm, &svc_host)?;
 
     // The NOTES' demo Pod, against the suite's real hookguard.
     notes_demo_pod_is_fixed(env, &notes)
@@ -1532,20 +2366,47 @@ fn kubelet_volume(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     Ok(())
 }
 
+/// Where the simulated pod runs: its namespace and name (what the downward API gives it), the
+/// release's full name, the Service name the API server verifies, and a kubeconfig of its
+/// ServiceAccount (in a pod, the mounted token and in-cluster configuration).
+struct PodEnv<'a> {
+    ns: &'a str,
+    name: &'a str,
+    fullname: &'a str,
+    svc_host: &'a str,
+    kubeconfig: &'a Path,
+}
+
+/// The value of an unlabelled sample or of one exact series (`name{labels}`) in metrics text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .filter(|rest| rest.starts_with(' '))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    })
+}
+
+const SECRET_KEYS: [&str; 5] = ["ca.crt", "ca.key", "tls.crt", "tls.key", "ca-bundle.crt"];
+
 /// SIMULATION of the kubelet for hookguard's container: runs the binary cargo built with the
-/// Deployment's exact arguments and environment, volumes mounted from the release's Secret and
-/// ConfigMap, ports mapped to free loopback ports. Checks the probes, a TLS handshake verified
-/// against the caBundle for the Service name, an admission review, and the SIGTERM sequence.
+/// Deployment's exact arguments and environment plus `--kubeconfig` for the ServiceAccount, the
+/// policy ConfigMap mounted from the release's, ports mapped to free loopback ports. Checks the
+/// probes; that hookguard keeps its CA and certificate in the Secret and the CA bundle in both
+/// webhook configurations; a TLS handshake verified against that caBundle for the Service's name,
+/// serving the Secret's certificate; an admission review; the Lease and the inventory (which
+/// need the rest of the RBAC); and the SIGTERM sequence. Returns the Secret.
 fn run_container_locally(
     env: &Env,
     bin: &str,
-    ns: &str,
     deploy: &Value,
-    secret: &Value,
     configmap: &Value,
-    svc_host: &str,
-) -> Result<()> {
-    let root = env.cluster.work.join(format!("chart-pod-{bin}"));
+    pod: &PodEnv,
+    run: &str,
+) -> Result<Value> {
+    let root = env
+        .cluster
+        .work
+        .join(format!("chart-pod-{bin}-{}", run.replace(' ', "-")));
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root).map_err(|e| e.to_string())?;
     let spec = &deploy["spec"]["template"]["spec"];
@@ -1553,14 +2414,10 @@ fn run_container_locally(
     ensure(c["command"].is_null(), || {
         "the container overrides the image's entrypoint".into()
     })?;
-    let mut args: Vec<String> = c["args"]
-        .as_array()
-        .ok_or("container has no args")?
-        .iter()
-        .filter_map(|a| a.as_str().map(str::to_owned))
-        .collect();
+    let mut args = container_args(deploy);
+    ensure(!args.is_empty(), || "container has no args".into())?;
 
-    // Volumes.
+    // Volumes: the policy ConfigMap and scratch space; hookguard reads its Secret through the API.
     let mut mounts: Vec<(String, String)> = Vec::new();
     let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
     for m in c["volumeMounts"].as_array().into_iter().flatten() {
@@ -1571,19 +2428,7 @@ fn run_container_locally(
             .find(|v| v["name"] == name)
             .ok_or_else(|| format!("volumeMount {name} has no volume"))?;
         let local = root.join(format!("vol-{name}"));
-        if vol["secret"]["secretName"].is_string() {
-            ensure(
-                vol["secret"]["secretName"] == secret["metadata"]["name"],
-                || format!("mounts Secret {}", vol["secret"]["secretName"]),
-            )?;
-            let files = secret["data"]
-                .as_object()
-                .ok_or("Secret without data")?
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), b64(v.as_str().unwrap_or_default())?)))
-                .collect::<Result<Vec<_>>>()?;
-            kubelet_volume(&local, &files)?;
-        } else if vol["configMap"]["name"].is_string() {
+        if vol["configMap"]["name"].is_string() {
             ensure(
                 vol["configMap"]["name"] == configmap["metadata"]["name"],
                 || format!("mounts ConfigMap {}", vol["configMap"]["name"]),
@@ -1603,7 +2448,7 @@ fn run_container_locally(
         } else if vol["emptyDir"].is_object() {
             fs::create_dir_all(&local).map_err(|e| e.to_string())?;
         } else {
-            return Err(format!("unsupported volume {vol}"));
+            return Err(format!("unexpected volume {vol}"));
         }
         mounts.push((format!("{mount}/"), format!("{}/", local.display())));
     }
@@ -1640,18 +2485,21 @@ fn run_container_locally(
     };
     let (ready_port, ready_path) = probe_port("readinessProbe")?;
     let (live_port, live_path) = probe_port("livenessProbe")?;
+    args.push(format!("--kubeconfig={}", pod.kubeconfig.display()));
 
-    // Environment: only what the container spec sets.
+    // Environment: only what the container spec sets, the downward API filled in.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookguard"));
     cmd.args(&args).env_clear();
     for e in c["env"].as_array().into_iter().flatten() {
         let key = e["name"].as_str().unwrap_or_default();
         if let Some(v) = e["value"].as_str() {
             cmd.env(key, v);
-        } else if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace" {
-            cmd.env(key, ns);
         } else {
-            return Err(format!("unsupported env {e}"));
+            match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("metadata.namespace") => cmd.env(key, pod.ns),
+                Some("metadata.name") => cmd.env(key, pod.name),
+                _ => return Err(format!("unsupported env {e}")),
+            };
         }
     }
     let workdir = root.join("cwd");
@@ -1671,45 +2519,102 @@ fn run_container_locally(
     }
     let mut child = cmd.spawn().map_err(|e| e.to_string())?;
     let log_tail = || fs::read_to_string(&log).unwrap_or_default();
-    let result = (|| -> Result<()> {
+    let secret_name = format!("{}-tls", pod.fullname);
+    let result = (|| -> Result<Value> {
         let ready = format!("127.0.0.1:{ready_port}");
         wait_for(
             "the container's readinessProbe",
-            Duration::from_secs(20),
+            Duration::from_secs(30),
             || http_get(&ready, &ready_path).filter(|(s, _)| *s == 200),
-        )
-        .map_err(|e| format!("{e}; log:\n{}", log_tail()))?;
+        )?;
         let live = http_get(&format!("127.0.0.1:{live_port}"), &live_path);
         ensure(live.as_ref().is_some_and(|(s, _)| *s == 200), || {
             format!("livenessProbe {live_path}: {live:?}")
         })?;
-        let metrics = http_get(&ready, "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        ensure(metrics.contains("hookguard_build_info"), || {
-            "no hookguard metrics on the metrics port".into()
-        })?;
 
-        // TLS as the API server does it: the caBundle, the Service's DNS name.
-        let ca = b64(secret["data"]["ca.crt"].as_str().unwrap_or_default())?;
+        // The Secret hookguard keeps, and the CA bundle it patched into both configurations.
+        let secret = wait_for(
+            &format!("Secret {secret_name} with {SECRET_KEYS:?}"),
+            Duration::from_secs(30),
+            || {
+                let s = env
+                    .cluster
+                    .get_json(&["-n", pod.ns, "secret", &secret_name])?;
+                SECRET_KEYS
+                    .iter()
+                    .all(|k| s["data"][k].as_str().is_some_and(|v| !v.is_empty()))
+                    .then_some(s)
+            },
+        )?;
+        let bundle_b64 = secret["data"]["ca-bundle.crt"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        wait_for(
+            "both webhook configurations' caBundle to be the Secret's ca-bundle.crt",
+            Duration::from_secs(30),
+            || {
+                webhook_ca_bundles(env, pod.fullname)
+                    .ok()
+                    .filter(|b| b.iter().all(|b| *b == bundle_b64))
+            },
+        )?;
+        let bundle = b64(&bundle_b64)?;
+        let ca_pem = secret_field(&secret, "ca.crt")?;
+        ensure(
+            String::from_utf8_lossy(&bundle).contains(String::from_utf8_lossy(&ca_pem).trim()),
+            || "ca-bundle.crt does not contain ca.crt".into(),
+        )?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs() as i64;
+        let tls_pem = secret_field(&secret, "tls.crt")?;
+        let (dns, _, tls_not_after) = cert_info(&tls_pem)?;
+        ensure(
+            dns.iter().any(|d| d == pod.svc_host)
+                && dns.contains(&format!("{}.cluster.local", pod.svc_host)),
+            || format!("serving certificate SANs {dns:?}"),
+        )?;
+        // certs.selfManaged defaults: serving 30d (renewed 10d before), CA 365d.
+        ensure(
+            (20 * DAY..=31 * DAY).contains(&(tls_not_after - now)),
+            || {
+                format!(
+                    "serving certificate valid {} more days",
+                    (tls_not_after - now) / DAY
+                )
+            },
+        )?;
+        let (_, _, ca_not_after) = cert_info(&ca_pem)?;
+        ensure(
+            (275 * DAY..=366 * DAY).contains(&(ca_not_after - now)),
+            || format!("CA valid {} more days", (ca_not_after - now) / DAY),
+        )?;
+
+        // TLS as the API server does it: the caBundle, the Service's DNS name; the certificate
+        // served is the Secret's.
         let review = fs::read(repo().join("tests/fixtures/job-migrate-create.json"))
             .map_err(|e| e.to_string())?;
+        let (_, leaf) = x509_parser::pem::parse_x509_pem(&tls_pem).map_err(|e| e.to_string())?;
+        let svc_host = pod.svc_host;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let response: Value = rt.block_on(async {
-            let client = reqwest::Client::builder()
+        let (served, response): (Vec<u8>, Value) = rt.block_on(async {
+            let mut builder = reqwest::Client::builder()
                 .use_rustls_tls()
                 .tls_built_in_root_certs(false)
-                .add_root_certificate(
-                    reqwest::Certificate::from_pem(&ca).map_err(|e| e.to_string())?,
-                )
+                .tls_info(true)
                 .resolve(svc_host, ([127, 0, 0, 1], https).into())
-                .https_only(true)
+                .https_only(true);
+            for cert in reqwest::Certificate::from_pem_bundle(&bundle).map_err(|e| e.to_string())? {
+                builder = builder.add_root_certificate(cert);
+            }
+            let resp = builder
                 .build()
-                .map_err(|e| e.to_string())?;
-            client
+                .map_err(|e| e.to_string())?
                 .post(format!("https://{svc_host}:{https}/mutate"))
                 .header("Content-Type", "application/json")
                 .body(review)
@@ -1717,10 +2622,18 @@ fn run_container_locally(
                 .await
                 .map_err(|e| format!("TLS request to https://{svc_host}: {e:?}"))?
                 .error_for_status()
-                .map_err(|e| e.to_string())?
-                .json::<Value>()
-                .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            let served = resp
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|i| i.peer_certificate())
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            let body = resp.json::<Value>().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((served, body))
+        })?;
+        ensure(served == leaf.contents, || {
+            "the certificate served is not the Secret's tls.crt".into()
         })?;
         ensure(
             response["response"]["allowed"] == true
@@ -1728,6 +2641,37 @@ fn run_container_locally(
                     .as_str()
                     .is_some_and(|p| !p.is_empty()),
             || format!("admission response {response}"),
+        )?;
+
+        // Leader election and the inventory, which need the Lease, Jobs, Pods and Secrets RBAC.
+        wait_for(
+            "the Lease held by this pod, hookguard_leader 1 and hookguard_inventory_up 1",
+            Duration::from_secs(60),
+            || {
+                let lease = env
+                    .cluster
+                    .get_json(&["-n", pod.ns, "lease", pod.fullname])?;
+                let metrics = http_get(&ready, "/metrics")?.1;
+                (lease["spec"]["holderIdentity"] == pod.name
+                    && sample(&metrics, "hookguard_leader") == Some(1.0)
+                    && sample(&metrics, "hookguard_inventory_up") == Some(1.0))
+                .then_some(())
+            },
+        )?;
+        let metrics = http_get(&ready, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        ensure(
+            sample(&metrics, "hookguard_tls_cert_expiry_timestamp_seconds")
+                == Some(tls_not_after as f64)
+                && sample(&metrics, "hookguard_tls_ca_expiry_timestamp_seconds")
+                    == Some(ca_not_after as f64)
+                && sample(
+                    &metrics,
+                    "hookguard_cert_reconciles_total{result=\"success\"}",
+                )
+                .is_some_and(|n| n >= 1.0),
+            || "certificate metrics disagree with the Secret".into(),
         )?;
 
         // SIGTERM: /readyz fails at once, the process exits 0 after --shutdown-delay, well
@@ -1766,14 +2710,14 @@ fn run_container_locally(
             format!("hookguard wrote {written:?} into its working directory (read-only root)")
         })?;
         eprintln!(
-            "e2e:   the Deployment's container, run locally (SIMULATION of the kubelet): ready, TLS verified for {svc_host} with the caBundle, review patched, SIGTERM -> exit 0 after {:.1}s",
+            "e2e:   the Deployment's container, run locally as the ServiceAccount ({run}; SIMULATION of the kubelet): Secret and both caBundles written, TLS verified for {svc_host}, review patched, Lease held, inventory up, SIGTERM -> exit 0 after {:.1}s",
             took.as_secs_f64()
         );
-        Ok(())
+        Ok(secret)
     })();
     let _ = child.kill();
     let _ = child.wait();
-    result.map_err(|e| format!("{e}\nhookguard log:\n{}", log_tail()))
+    result.map_err(|e| format!("{run}: {e}\nhookguard log:\n{}", log_tail()))
 }
 
 /// The NOTES tell users to `kubectl apply` a test hook Pod and read back its restartPolicy:
@@ -1882,6 +2826,27 @@ fn deploy_manifests_current(env: &Env) -> Result<()> {
             && stdout.contains("+  replicas: 3"),
         || format!("--check missed a changed default: {}", out_text(&out)),
     )?;
+    // ... and a changed dashboard, in deploy/grafana/ too.
+    fs::write(&values, &text).map_err(|e| e.to_string())?;
+    let dashboard = copy.join("charts/hookguard/dashboards/hookguard.json");
+    let json = fs::read_to_string(&dashboard).map_err(|e| e.to_string())?;
+    fs::write(
+        &dashboard,
+        json.replacen(
+            "\"title\": \"hookguard\"",
+            "\"title\": \"hookguard changed\"",
+            1,
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let out = render_deploy(env, &copy, true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure(
+        out.status.code() == Some(1)
+            && stdout.contains("deploy/grafana/hookguard-dashboard.json (rendered)")
+            && stdout.contains("+  \"title\": \"hookguard changed\""),
+        || format!("--check missed a changed dashboard: {}", out_text(&out)),
+    )?;
     let _ = fs::remove_dir_all(&copy);
 
     // kubectl apply -k deploy/: the namespace, the chart, the ConfigMap from deploy/policy.yaml.
@@ -1906,11 +2871,12 @@ fn deploy_manifests_current(env: &Env) -> Result<()> {
         one(&docs, "Namespace")?["metadata"]["name"] == "hookguard",
         || "namespace".into(),
     )?;
-    ensure(
-        !docs
-            .iter()
-            .any(|d| d["kind"] == "Secret" && d["metadata"]["name"] == "hookguard-tls"),
-        || "deploy/ must not embed a generated key".into(),
+    ensure(!docs.iter().any(|d| d["kind"] == "Secret"), || {
+        "deploy/ must not embed key material".into()
+    })?;
+    check_dashboard_configmap(
+        named(&docs, "ConfigMap", "hookguard-dashboard")?,
+        "hookguard",
     )?;
     // kube-apiserver accepts every object (the namespace exists only for the dry run).
     let created_ns = env.cluster.get_json(&["namespace", "hookguard"]).is_none();

@@ -39,7 +39,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The kubernetes.io/tls Secret mounted into the pods. */}}
+{{/* The Secret holding the serving certificate: hookguard's own (selfManaged), cert-manager's, or yours. */}}
 {{- define "hookguard.tlsSecretName" -}}
 {{- if eq .Values.certs.mode "existingSecret" -}}
 {{- .Values.certs.existingSecret -}}
@@ -56,66 +56,76 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
-certs.mode=selfManaged: the CA and serving certificate, generated with Helm's genCA/genSignedCert
-ONCE per render and cached in .Values._hookguardCerts (base64 values of ca.crt, ca.key, tls.crt,
-tls.key, plus notAfter), so the Secret and both webhook configurations see the same CA.
-On upgrade the Secret of the previous release is looked up and reused; the serving certificate is
-re-issued from the same CA when it expires within renewBeforeDays or no longer covers the Service's
-DNS names. `helm template` and client-side dry runs cannot look up, so they generate a new CA.
+Feature switches, each true (non-empty) only when hookguard runs in the cluster and the feature is
+on. The Deployment's flags and the RBAC rules are both derived from these, so a permission exists
+exactly when the flag that needs it is passed.
 */}}
-{{- define "hookguard.selfManagedCerts" -}}
-{{- if not (hasKey .Values "_hookguardCerts") -}}
-{{- $cfg := .Values.certs.selfManaged -}}
-{{- $dns := include "hookguard.serviceDNSNames" . | fromJsonArray -}}
-{{- $dnsJoined := join "," $dns -}}
-{{- $svc := include "hookguard.fullname" . -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "hookguard.tlsSecretName" .) -}}
-{{- $data := dict -}}
-{{- $ca := dict -}}
-{{- if and $existing $existing.data -}}
-{{- if and (index $existing.data "ca.crt") (index $existing.data "ca.key") -}}
-{{- $ca = buildCustomCert (index $existing.data "ca.crt") (index $existing.data "ca.key") -}}
-{{- $_ := set $data "ca.crt" (index $existing.data "ca.crt") -}}
-{{- $_ := set $data "ca.key" (index $existing.data "ca.key") -}}
-{{- $annotations := default dict $existing.metadata.annotations -}}
-{{- $notAfter := index $annotations "hookguard.io/serving-cert-not-after" | default "" -}}
-{{- $coveredDNS := index $annotations "hookguard.io/serving-cert-dns-names" | default "" -}}
-{{- $renewAt := now | dateModify (printf "+%dh" (mul 24 (int $cfg.renewBeforeDays))) | unixEpoch | atoi -}}
-{{- $expiresAt := 0 -}}
-{{- if $notAfter -}}
-{{- $expiresAt = toDate "2006-01-02T15:04:05Z07:00" $notAfter | unixEpoch | atoi -}}
-{{- end -}}
-{{- if and (index $existing.data "tls.crt") (index $existing.data "tls.key") (gt $expiresAt $renewAt) (eq $coveredDNS $dnsJoined) -}}
-{{- $_ := set $data "tls.crt" (index $existing.data "tls.crt") -}}
-{{- $_ := set $data "tls.key" (index $existing.data "tls.key") -}}
-{{- $_ := set $data "notAfter" $notAfter -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
-{{- if not (hasKey $data "ca.crt") -}}
-{{- $ca = genCA (printf "%s-ca" $svc) (int $cfg.caValidityDays) -}}
-{{- $_ := set $data "ca.crt" ($ca.Cert | b64enc) -}}
-{{- $_ := set $data "ca.key" ($ca.Key | b64enc) -}}
-{{- end -}}
-{{- if not (hasKey $data "tls.crt") -}}
-{{- $days := int $cfg.certValidityDays -}}
-{{- $cert := genSignedCert (first $dns) nil $dns $days $ca -}}
-{{- $_ := set $data "tls.crt" ($cert.Cert | b64enc) -}}
-{{- $_ := set $data "tls.key" ($cert.Key | b64enc) -}}
-{{- $_ := set $data "notAfter" (now | dateModify (printf "+%dh" (mul 24 $days)) | date "2006-01-02T15:04:05Z07:00") -}}
-{{- end -}}
-{{- $_ := set $data "dnsNames" $dnsJoined -}}
-{{- $_ := set .Values "_hookguardCerts" $data -}}
-{{- end -}}
+{{- define "hookguard.selfManaged" -}}
+{{- if and (include "hookguard.inCluster" .) (eq .Values.certs.mode "selfManaged") }}true{{ end -}}
 {{- end -}}
 
-{{/* The caBundle of both webhook configurations (empty with certManager: the cainjector sets it). */}}
+{{- define "hookguard.inventory" -}}
+{{- if and (include "hookguard.inCluster" .) .Values.inventory.enabled }}true{{ end -}}
+{{- end -}}
+
+{{- define "hookguard.orphanDetection" -}}
+{{- if and (include "hookguard.inventory" .) .Values.inventory.orphanDetection }}true{{ end -}}
+{{- end -}}
+
+{{- define "hookguard.janitor" -}}
+{{- if and (include "hookguard.inCluster" .) .Values.janitor.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/* The Lease is only contended for by the inventory and the janitor. */}}
+{{- define "hookguard.leaderElection" -}}
+{{- if and .Values.leaderElection.enabled (or (include "hookguard.inventory" .) (include "hookguard.janitor" .)) }}true{{ end -}}
+{{- end -}}
+
+{{/* True when hookguard talks to the Kubernetes API at all (and so needs a token). */}}
+{{- define "hookguard.needsAPI" -}}
+{{- if or (include "hookguard.selfManaged" .) (include "hookguard.inventory" .) (include "hookguard.janitor" .) }}true{{ end -}}
+{{- end -}}
+
+{{/*
+Seconds in a duration written as values.schema.json allows it (integers with s, m, h, d or w,
+e.g. 30d, 1h30m): used for the render checks and the alert thresholds.
+*/}}
+{{- define "hookguard.seconds" -}}
+{{- $units := dict "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+[smhdw]" (toString .) -1 -}}
+{{- $total = add $total (mul (regexFind "^[0-9]+" . | atoi) (get $units (regexFind "[smhdw]$" .))) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
+{{/*
+Days before expiry at which HookguardCertificateExpiringSoon fires. 0 means automatic: in
+selfManaged mode half of servingRenewBefore, because hookguard renews the certificate itself when
+servingRenewBefore is left and an alert above that would fire in every healthy renewal cycle;
+14 days in the other modes.
+*/}}
+{{- define "hookguard.certExpiryDays" -}}
+{{- $days := int .Values.metrics.prometheusRule.certExpiryDays -}}
+{{- if and (eq $days 0) (include "hookguard.selfManaged" .) -}}
+{{- $days = max 1 (div (include "hookguard.seconds" .Values.certs.selfManaged.servingRenewBefore | int) (mul 2 86400)) -}}
+{{- else if eq $days 0 -}}
+{{- $days = 14 -}}
+{{- end -}}
+{{- $days -}}
+{{- end -}}
+
+{{/*
+The caBundle of both webhook configurations. Only the modes where the chart knows the CA render
+one: out of cluster (webhook.url) and existingSecret, both from webhook.caBundle. With
+certManager the cainjector fills it in; with selfManaged hookguard patches it in itself. A field
+the chart never renders is left alone by `helm upgrade`: Helm 3's three-way merge only removes
+fields that were in the previous release's manifest, and Helm 4's server-side apply only fields
+its own field manager owned, so the value written by the cainjector or hookguard survives.
+*/}}
 {{- define "hookguard.caBundle" -}}
 {{- if .Values.webhook.url -}}
 {{- .Values.webhook.caBundle -}}
-{{- else if eq .Values.certs.mode "selfManaged" -}}
-{{- include "hookguard.selfManagedCerts" . -}}
-{{- index .Values._hookguardCerts "ca.crt" -}}
 {{- else if eq .Values.certs.mode "existingSecret" -}}
 {{- .Values.webhook.caBundle -}}
 {{- end -}}
@@ -191,6 +201,29 @@ ranges first; these also hold with --skip-schema-validation).
 {{- if and (eq .Values.certs.mode "existingSecret") (not .Values.webhook.caBundle) -}}
 {{- fail "certs.mode=existingSecret needs webhook.caBundle: the base64-encoded PEM of the CA that signed the Secret's certificate" -}}
 {{- end -}}
+{{- end -}}
+{{- if include "hookguard.selfManaged" . -}}
+{{- $c := .Values.certs.selfManaged -}}
+{{- $sv := include "hookguard.seconds" $c.servingValidity | int -}}
+{{- $sr := include "hookguard.seconds" $c.servingRenewBefore | int -}}
+{{- $cv := include "hookguard.seconds" $c.caValidity | int -}}
+{{- $cr := include "hookguard.seconds" $c.caRenewBefore | int -}}
+{{- if ge $sr $sv -}}
+{{- fail (printf "certs.selfManaged.servingRenewBefore (%s) must be shorter than servingValidity (%s), or hookguard would renew the serving certificate at every check" $c.servingRenewBefore $c.servingValidity) -}}
+{{- end -}}
+{{- if ge $cr $cv -}}
+{{- fail (printf "certs.selfManaged.caRenewBefore (%s) must be shorter than caValidity (%s), or hookguard would rotate the CA at every check" $c.caRenewBefore $c.caValidity) -}}
+{{- end -}}
+{{- $days := int .Values.metrics.prometheusRule.certExpiryDays -}}
+{{- if and .Values.metrics.prometheusRule.enabled (gt $days 0) (ge (mul $days 86400) $sr) -}}
+{{- fail (printf "metrics.prometheusRule.certExpiryDays (%d) must be below certs.selfManaged.servingRenewBefore (%s): hookguard renews the certificate at that point, so the alert would fire in every renewal cycle (0 picks half of it)" $days $c.servingRenewBefore) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.janitor.enabled (not .Values.janitor.namespaces) -}}
+{{- fail "janitor.enabled needs janitor.namespaces: the namespaces (names or globs) whose finished hooks the janitor may delete; nothing is deleted anywhere else" -}}
+{{- end -}}
+{{- if and .Values.janitor.enabled (not .Values.inventory.enabled) -}}
+{{- fail "janitor.enabled needs inventory.enabled: the janitor deletes the finished and orphaned hooks the inventory finds" -}}
 {{- end -}}
 {{- $pdb := .Values.podDisruptionBudget -}}
 {{- if and $pdb.enabled (gt (int .Values.replicas) 1) (not (kindIs "string" $pdb.minAvailable)) -}}
