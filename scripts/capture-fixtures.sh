@@ -60,16 +60,9 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/hookguard-capture.XXXXXX")
 raw=$work/raw
 mkdir -p "$raw"
-pids=()
-names=()
-ok=0
-t_start=$SECONDS
-
-log() { printf '[capture %3ds] %s\n' "$((SECONDS - t_start))" "$*" >&2; }
-fail() {
-	log "FAIL: $*"
-	exit 1
-}
+# log, fail, start, free_port, wait_for and the control plane (cp_*).
+# shellcheck source-path=SCRIPTDIR source=../tests/e2e/tools/control-plane.sh
+. "$tools/control-plane.sh" capture
 
 cleanup() {
 	local i
@@ -86,191 +79,31 @@ cleanup() {
 		kill -KILL "${pids[$i]}" 2>/dev/null || true
 		wait "${pids[$i]}" 2>/dev/null || true
 	done
-	if ((ok == 0)); then
-		for name in "${names[@]+"${names[@]}"}"; do
-			echo "===== last 40 lines of $name log ($work/$name.log) =====" >&2
-			tail -n 40 "$work/$name.log" >&2 || true
-		done
-	fi
-	if [[ "${CAPTURE_KEEP:-0}" == 1 || $ok == 0 ]]; then
-		log "work directory kept: $work"
-	else
-		rm -rf "$work"
-	fi
+	cp_finish 40 "${CAPTURE_KEEP:-0}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CMD...: run in the background, log to $work/NAME.log
-start() {
-	local name=$1
-	shift
-	"$@" >"$work/$name.log" 2>&1 &
-	pids+=("$!")
-	names+=("$name")
-}
-
-# A free TCP port on 127.0.0.1, outside the kernel's ephemeral range (as in smoke.sh).
-used_ports=" "
-port_lo=15000 port_hi=32000
-if read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
-	if ((eph_lo > 11000)); then
-		port_lo=10000 port_hi=$((eph_lo - 1))
-	else
-		port_lo=$((eph_hi + 1)) port_hi=65000
-	fi
-fi
-free_port() {
-	local p i
-	for i in $(seq 1 200); do
-		p=$((port_lo + (RANDOM * 32768 + RANDOM) % (port_hi - port_lo + 1)))
-		[[ "$used_ports" == *" $p "* ]] && continue
-		if ! (exec 7<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			used_ports+="$p "
-			printf '%s\n' "$p"
-			return
-		fi
-	done
-	fail "no free port found"
-}
-
-# wait_for DESCRIPTION TIMEOUT_SECONDS CMD...: poll CMD until it succeeds.
-wait_for() {
-	local what=$1 timeout=$2 t0=$SECONDS
-	shift 2
-	until "$@" >/dev/null 2>&1; do
-		if ((SECONDS - t0 >= timeout)); then
-			fail "timed out after ${timeout}s waiting for $what"
-		fi
-		local i
-		for i in "${pids[@]}"; do
-			kill -0 "$i" 2>/dev/null || fail "a component exited while waiting for $what"
-		done
-		sleep 0.2
-	done
-	log "$what: ready after $((SECONDS - t0))s"
-}
-
-export KUBECONFIG=$work/admin.kubeconfig
-export KUBECACHEDIR=$work/kube-cache
-export KUBERC=off
-export HELM_CACHE_HOME=$work/helm/cache HELM_CONFIG_HOME=$work/helm/config HELM_DATA_HOME=$work/helm/data
+cp_client_env
 kubectl() { "$BIN/kubectl" "$@"; }
 
 # --- certificates ------------------------------------------------------------------------------
-log "work dir: $work; generating certificates"
-pki=$work/pki
-mkdir -p "$pki"
-(
-	cd "$pki"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout ca.key -out ca.crt -days 2 -subj "/CN=hookguard-capture-ca" 2>/dev/null
-	# Serving certificate of kube-apiserver and of the capture webhook (both on 127.0.0.1).
-	cat >serving.ext <<-EOF
-		basicConstraints=CA:FALSE
-		keyUsage=critical,digitalSignature,keyEncipherment
-		extendedKeyUsage=serverAuth
-		subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1
-	EOF
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-	openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-		-days 2 -extfile serving.ext -out apiserver.crt 2>/dev/null
-	cat >webhook.ext <<-EOF
-		basicConstraints=CA:FALSE
-		keyUsage=critical,digitalSignature,keyEncipherment
-		extendedKeyUsage=serverAuth
-		subjectAltName=IP:127.0.0.1
-	EOF
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout webhook.key -out webhook.csr -subj "/CN=capture-webhook" 2>/dev/null
-	openssl x509 -req -in webhook.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-		-days 2 -extfile webhook.ext -out webhook.crt 2>/dev/null
-	# Admin client certificate, named like kubeadm's admin.conf user: O=system:masters
-	# bypasses RBAC; it shows up as request.userInfo in every capture.
-	cat >client.ext <<-EOF
-		basicConstraints=CA:FALSE
-		keyUsage=critical,digitalSignature,keyEncipherment
-		extendedKeyUsage=clientAuth
-	EOF
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout admin.key -out admin.csr -subj "/O=system:masters/CN=kubernetes-admin" 2>/dev/null
-	openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-		-days 2 -extfile client.ext -out admin.crt 2>/dev/null
-	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
-	openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
-)
-
-# --- etcd --------------------------------------------------------------------------------------
-etcd_port=$(free_port)
-etcd_peer_port=$(free_port)
-start etcd "$BIN/etcd" \
-	--name=capture \
-	--data-dir="$work/etcd" \
-	--listen-client-urls="http://127.0.0.1:$etcd_port" \
-	--advertise-client-urls="http://127.0.0.1:$etcd_port" \
-	--listen-peer-urls="http://127.0.0.1:$etcd_peer_port" \
-	--initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer_port" \
-	--initial-cluster="capture=http://127.0.0.1:$etcd_peer_port" \
-	--unsafe-no-fsync \
-	--log-level=warn
-etcd_health() { [[ "$(exec 8<>"/dev/tcp/127.0.0.1/$etcd_port" && printf 'GET /health HTTP/1.0\r\n\r\n' >&8 && cat <&8)" == *'"health":"true"'* ]]; }
-wait_for "etcd" 30 etcd_health
-
-# --- kube-apiserver ----------------------------------------------------------------------------
-api_port=$(free_port)
-start kube-apiserver "$BIN/kube-apiserver" \
-	--etcd-servers="http://127.0.0.1:$etcd_port" \
-	--bind-address=127.0.0.1 \
-	--advertise-address=127.0.0.1 \
-	--secure-port="$api_port" \
-	--tls-cert-file="$pki/apiserver.crt" \
-	--tls-private-key-file="$pki/apiserver.key" \
-	--client-ca-file="$pki/ca.crt" \
-	--service-account-issuer=https://kubernetes.default.svc.cluster.local \
-	--service-account-key-file="$pki/sa.pub" \
-	--service-account-signing-key-file="$pki/sa.key" \
-	--service-cluster-ip-range=10.96.0.0/16 \
-	--authorization-mode=Node,RBAC \
-	--allow-privileged=true \
-	--endpoint-reconciler-type=none
-
-cat >"$KUBECONFIG" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: capture
-  cluster:
-    server: https://127.0.0.1:$api_port
-    certificate-authority: $pki/ca.crt
-users:
-- name: kubernetes-admin
-  user:
-    client-certificate: $pki/admin.crt
-    client-key: $pki/admin.key
-contexts:
-- name: capture
-  context:
-    cluster: capture
-    user: kubernetes-admin
-    namespace: default
-current-context: capture
+# The admin user is named like kubeadm's admin.conf user: it shows up as request.userInfo in
+# every capture.
+cp_pki hookguard-capture-ca /O=system:masters/CN=kubernetes-admin
+# Serving certificate of the capture webhook (on 127.0.0.1, like kube-apiserver).
+cat >"$pki/webhook.ext" <<-EOF
+	basicConstraints=CA:FALSE
+	keyUsage=critical,digitalSignature,keyEncipherment
+	extendedKeyUsage=serverAuth
+	subjectAltName=IP:127.0.0.1
 EOF
-chmod 600 "$KUBECONFIG"
-wait_for "kube-apiserver /readyz" 120 kubectl get --raw /readyz
+cp_sign webhook /CN=capture-webhook webhook.ext
 
-# --- kube-controller-manager -------------------------------------------------------------------
-start kube-controller-manager "$BIN/kube-controller-manager" \
-	--kubeconfig="$KUBECONFIG" \
-	--authentication-kubeconfig="$KUBECONFIG" \
-	--authorization-kubeconfig="$KUBECONFIG" \
-	--bind-address=127.0.0.1 \
-	--secure-port="$(free_port)" \
-	--leader-elect=false \
-	--controllers='*' \
-	--use-service-account-credentials=true \
-	--service-account-private-key-file="$pki/sa.key" \
-	--root-ca-file="$pki/ca.crt"
+# --- etcd, kube-apiserver, kube-controller-manager ---------------------------------------------
+cp_start_etcd capture
+cp_start_apiserver capture kubernetes-admin --allow-privileged=true
+cp_start_controller_manager
 
 namespaces=(shop kyverno gatekeeper-system cert-manager ingress-nginx)
 for ns in "${namespaces[@]}"; do
