@@ -1,0 +1,255 @@
+//! Feeding the inventory from the API server: label-selected watches of hook Jobs and Pods, the
+//! discovery pass for hooks without hookguard's label, and Helm's release records (metadata only).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, PartialObjectMeta};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Resource, ResourceExt as _};
+use serde::de::DeserializeOwned;
+
+use super::record::{self, HookRecord, Kind};
+use super::store::{Inventory, Releases};
+use super::{Labels, SharedRef, apply_effects, lock};
+use crate::hook::HOOK_ANNOTATION;
+use crate::object::HOOK_LABEL;
+use crate::server::AppState;
+
+/// Watches one kind's labelled hooks into the inventory.
+pub(super) async fn watch_hooks<K>(
+    api: Api<K>,
+    to_record: fn(&K) -> Option<(String, HookRecord)>,
+    kind: Kind,
+    shared: SharedRef,
+    state: Arc<AppState>,
+    labels: Arc<Labels>,
+) where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let config = watcher::Config::default().labels(&format!("{HOOK_LABEL}=true"));
+    let stream = watcher::watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut listing = Vec::new();
+    let mut first = true;
+    while let Some(event) = stream.next().await {
+        let effects = match event {
+            Ok(watcher::Event::Init) => {
+                listing.clear();
+                continue;
+            }
+            Ok(watcher::Event::InitApply(obj)) => {
+                listing.extend(to_record(&obj));
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                let mut s = lock(&shared);
+                let effects = s
+                    .inventory
+                    .resync(kind, true, std::mem::take(&mut listing), !first);
+                match kind {
+                    Kind::Job => s.jobs_synced = true,
+                    Kind::Pod => s.pods_synced = true,
+                }
+                tracing::info!(
+                    kind = kind.as_str(),
+                    hooks = s.inventory.len(),
+                    "inventory synced"
+                );
+                first = false;
+                effects
+            }
+            Ok(watcher::Event::Apply(obj)) => match to_record(&obj) {
+                Some((uid, record)) => lock(&shared).inventory.upsert(uid, record, true),
+                // No longer a hook (annotation removed): it leaves the inventory, uncounted.
+                None => {
+                    if let Some(uid) = obj.meta().uid.as_deref() {
+                        lock(&shared).inventory.remove(uid);
+                    }
+                    Vec::new()
+                }
+            },
+            Ok(watcher::Event::Delete(obj)) => match obj.meta().uid.as_deref() {
+                Some(uid) => lock(&shared).inventory.remove(uid),
+                None => Vec::new(),
+            },
+            Err(e) => {
+                tracing::warn!(kind = kind.as_str(), error = %e, "hook watch failed; retrying");
+                continue;
+            }
+        };
+        apply_effects(effects, &state.metrics, &labels);
+    }
+}
+
+/// Watches Helm's release records, metadata only.
+pub(super) async fn watch_releases(api: Api<PartialObjectMeta<Secret>>, shared: SharedRef) {
+    let config = watcher::Config::default().labels("owner=helm");
+    let stream = watcher::watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut listing = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init) => listing.clear(),
+            Ok(watcher::Event::InitApply(meta)) => listing.push(meta),
+            Ok(watcher::Event::InitDone) => {
+                let mut s = lock(&shared);
+                s.releases.clear();
+                for meta in listing.drain(..) {
+                    if let Some(uid) = meta.uid() {
+                        s.releases.upsert(
+                            uid,
+                            &meta.namespace().unwrap_or_default(),
+                            meta.labels(),
+                        );
+                    }
+                }
+                s.releases_synced = true;
+            }
+            Ok(watcher::Event::Apply(meta)) => {
+                if let Some(uid) = meta.uid() {
+                    lock(&shared).releases.upsert(
+                        uid,
+                        &meta.namespace().unwrap_or_default(),
+                        meta.labels(),
+                    );
+                }
+            }
+            Ok(watcher::Event::Delete(meta)) => {
+                if let Some(uid) = meta.uid() {
+                    lock(&shared).releases.remove(&uid);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Helm release watch failed; retrying"),
+        }
+    }
+}
+
+/// Finds hooks without hookguard's label: a metadata-only list, then a GET per hook found.
+pub(super) async fn discover(
+    client: kube::Client,
+    interval: Duration,
+    shared: SharedRef,
+    state: Arc<AppState>,
+    labels: Arc<Labels>,
+) {
+    let mut first = true;
+    loop {
+        let jobs = discover_kind::<Job>(&client, None, record::from_job).await;
+        let pods = discover_kind::<Pod>(&client, None, record::from_pod).await;
+        for (kind, found) in [(Kind::Job, jobs), (Kind::Pod, pods)] {
+            match found {
+                Ok(found) => {
+                    let effects = lock(&shared).inventory.resync(kind, false, found, !first);
+                    apply_effects(effects, &state.metrics, &labels);
+                }
+                Err(e) => {
+                    tracing::warn!(kind = kind.as_str(), error = %e, "hook discovery failed; retrying at the next pass")
+                }
+            }
+        }
+        first = false;
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Every hook of kind `K` without hookguard's label, in `namespace` (all when `None`).
+pub async fn discover_kind<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    to_record: fn(&K) -> Option<(String, HookRecord)>,
+) -> Result<Vec<(String, HookRecord)>, kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let all: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut found = Vec::new();
+    let mut params = ListParams::default()
+        .labels(&format!("!{HOOK_LABEL}"))
+        .limit(500);
+    loop {
+        let page = all.list_metadata(&params).await?;
+        for meta in &page.items {
+            let is_hook = meta
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(HOOK_ANNOTATION));
+            if !is_hook {
+                continue;
+            }
+            let ns = meta.namespace().unwrap_or_default();
+            let api: Api<K> = Api::namespaced(client.clone(), &ns);
+            if let Some(obj) = api.get_opt(&meta.name_any()).await? {
+                found.extend(to_record(&obj));
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    Ok(found)
+}
+
+/// A point-in-time view for `hookguard audit`: every hook Job and Pod (labelled or not) in
+/// `namespace` (all when `None`), and the live Helm releases (`None` if they cannot be listed).
+pub async fn snapshot(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<(Inventory, Option<HashSet<(String, String)>>), kube::Error> {
+    let mut inventory = Inventory::default();
+    let labeled = ListParams::default().labels(&format!("{HOOK_LABEL}=true"));
+    let jobs: Api<Job> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let pods: Api<Pod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut listed: Vec<(String, HookRecord)> = Vec::new();
+    for job in jobs.list(&labeled).await?.items {
+        listed.extend(record::from_job(&job));
+    }
+    for pod in pods.list(&labeled).await?.items {
+        listed.extend(record::from_pod(&pod));
+    }
+    listed.extend(discover_kind::<Job>(client, namespace, record::from_job).await?);
+    listed.extend(discover_kind::<Pod>(client, namespace, record::from_pod).await?);
+    for (uid, r) in listed {
+        inventory.upsert(uid, r, false);
+    }
+    let secrets: Api<Secret> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let live = match secrets
+        .list_metadata(&ListParams::default().labels("owner=helm"))
+        .await
+    {
+        Ok(list) => {
+            let mut releases = Releases::default();
+            for meta in list.items {
+                if let Some(uid) = meta.uid() {
+                    releases.upsert(uid, &meta.namespace().unwrap_or_default(), meta.labels());
+                }
+            }
+            Some(releases.live())
+        }
+        Err(kube::Error::Api(s)) if s.code == 403 => None,
+        Err(e) => return Err(e),
+    };
+    Ok((inventory, live))
+}
