@@ -147,18 +147,23 @@ impl ManagedCerts {
         })
     }
 
-    /// The caBundles the webhook configurations carry (`None`: none to keep current).
+    /// The caBundles the webhook configurations carry (`None`: none to keep current, because no
+    /// name was given or neither configuration exists; a staged CA is then promoted at once).
     async fn published(&self) -> Result<Option<Vec<String>>, ManagedCertError> {
         let Some(name) = &self.webhook_config else {
             return Ok(None);
         };
+        let mut found = false;
         let mut bundles = Vec::new();
         for kind in [ConfigKind::Mutating, ConfigKind::Validating] {
-            for (_, ca) in self.webhooks(kind, name).await?.unwrap_or_default() {
-                bundles.push(String::from_utf8_lossy(&ca).into_owned());
+            if let Some(webhooks) = self.webhooks(kind, name).await? {
+                found = true;
+                for (_, ca) in webhooks {
+                    bundles.push(String::from_utf8_lossy(&ca).into_owned());
+                }
             }
         }
-        Ok(Some(bundles))
+        Ok(found.then_some(bundles))
     }
 
     /// Sets `bundle` as the caBundle of every webhook that lacks it; returns how many changed.

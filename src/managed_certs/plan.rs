@@ -346,6 +346,14 @@ pub fn plan(
     };
     let mut changes = Vec::new();
     let ts = now.unix_timestamp();
+    // A CA that already expired (hookguard was down past its end) can sign nothing valid, and
+    // nothing still trusts its certificates: start over.
+    if facts(&material.ca.cert_pem).is_some_and(|ca| ca.not_after <= ts) {
+        return Ok(Plan {
+            material: fresh(now, settings)?,
+            changes: vec![Change::Replaced("the CA expired".to_owned())],
+        });
+    }
 
     // The bundle always holds the current CA and a staged one.
     let original_bundle = material.bundle.clone();
@@ -590,6 +598,18 @@ mod tests {
         let leaf = facts(&p.material.serving.cert_pem).unwrap();
         let ca = facts(&m.ca.cert_pem).unwrap();
         assert!(leaf.not_after <= ca.not_after);
+    }
+
+    #[test]
+    fn an_expired_ca_is_replaced() {
+        let m = plan(None, None, t0(), &settings()).unwrap().material;
+        let p = step(&m.to_data(), None, t0() + Duration::hours(101));
+        assert_eq!(
+            p.changes,
+            vec![Change::Replaced("the CA expired".to_owned())]
+        );
+        assert_ne!(p.material.ca, m.ca);
+        assert!(issued_by(&p.material.serving, &p.material.ca));
     }
 
     #[test]
