@@ -4,6 +4,7 @@
 //! says, and never finishes a `restartPolicy: Always` Pod, just like a real kubelet).
 //! Plus hookguard itself, registered with the webhook configurations the chart renders.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -770,6 +771,42 @@ pub fn metric_sum_of(scrape: &str, family: &str, must_contain: &[&str]) -> f64 {
         .filter(|l| must_contain.iter().all(|m| l.contains(m)))
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
+}
+
+/// Every series name a scrape exports: the sample names, plus, from the `# TYPE` lines, the
+/// suffixed names of counters and histograms (so a query may use either spelling).
+pub fn exported_metric_names(scrape: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in scrape.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            if let (Some(name), Some(kind)) = (it.next(), it.next()) {
+                names.insert(name.to_owned());
+                let suffixes: &[&str] = match kind {
+                    "counter" => &["_total"],
+                    "histogram" => &["_bucket", "_sum", "_count"],
+                    _ => &[],
+                };
+                for s in suffixes {
+                    names.insert(format!("{name}{s}"));
+                }
+            }
+        } else if !line.starts_with('#') {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            if end > 0 {
+                names.insert(line[..end].to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Standard base64 (a Secret's `data`, a caBundle) decoded.
+pub fn b64_decode(s: &str) -> Result<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| format!("bad base64: {e}"))
 }
 
 /// `hookguard serve` with arguments of a scenario's choosing, on free loopback ports.

@@ -7,11 +7,12 @@
 //! component logs are printed for failures. The last line is "e2e: N passed, M failed".
 
 mod cert_scenarios;
-mod chart_scenarios;
+mod chart;
 mod cluster;
 mod dashboard_scenarios;
 mod helm_scenarios;
 mod inventory_scenarios;
+mod latency;
 mod scenarios;
 
 use std::panic::AssertUnwindSafe;
@@ -83,7 +84,7 @@ fn main() -> ExitCode {
         .collect();
     let mut all: Vec<Scenario> = scenarios::ALL.to_vec();
     all.extend_from_slice(helm_scenarios::ALL);
-    all.extend_from_slice(chart_scenarios::ALL);
+    all.extend_from_slice(chart::ALL);
     all.extend_from_slice(cert_scenarios::ALL);
     all.extend_from_slice(inventory_scenarios::ALL);
     all.extend_from_slice(dashboard_scenarios::ALL);
@@ -92,6 +93,15 @@ fn main() -> ExitCode {
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();
 
+    if std::env::args().any(|a| a == "--measure-admission-latency") {
+        return match setup().and_then(|env| latency::measure(&env, 2000)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("e2e: latency measurement failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let started = Instant::now();
     let env = match setup() {
         Ok(env) => env,
