@@ -7,7 +7,7 @@
 #
 # Not built or tested where hookguard is developed: that machine has no access to a container
 # registry (neither the base images below nor a push target). The e2e suite runs the binary cargo
-# builds with the Deployment's exact arguments instead (tests/e2e/chart_scenarios.rs).
+# builds with the Deployment's exact arguments instead (tests/e2e/chart/container.rs).
 
 # Builder: Debian bookworm, the same glibc as the runtime image below.
 FROM docker.io/library/rust:1.95-slim-bookworm AS build
