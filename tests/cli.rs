@@ -19,6 +19,22 @@ fn bin() -> Command {
     c
 }
 
+/// `serve` on free loopback ports with its dev certificates in `dir`: (args, admin port).
+fn serve_args(dir: &std::path::Path, extra: &[&str]) -> (Vec<String>, u16) {
+    let (port, admin) = (common::free_port(), common::free_port());
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--addr".into(),
+        format!("127.0.0.1:{port}"),
+        "--admin-addr".into(),
+        format!("127.0.0.1:{admin}"),
+        "--cert-dir".into(),
+        dir.join("certs").display().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    (args, admin)
+}
+
 fn fixture_path(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -210,19 +226,9 @@ fn certs_generate_writes_a_usable_pair_for_a_service() {
 #[test]
 fn sigterm_turns_readiness_off_then_exits_cleanly() {
     let dir = common::temp_dir("sigterm");
-    let (port, admin) = (common::free_port(), common::free_port());
+    let (args, admin) = serve_args(&dir, &["--shutdown-delay", "1500ms"]);
     let mut child = bin()
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--admin-addr",
-            &format!("127.0.0.1:{admin}"),
-            "--cert-dir",
-            dir.join("certs").to_str().unwrap(),
-            "--shutdown-delay",
-            "1500ms",
-        ])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -269,19 +275,10 @@ fn clusterless(home: &std::path::Path) -> Command {
 #[test]
 fn serve_without_a_cluster_runs_without_the_inventory_and_says_so() {
     let dir = common::temp_dir("no-cluster");
-    let (port, admin) = (common::free_port(), common::free_port());
+    let (args, admin) = serve_args(&dir, &["--inventory"]);
     let log = dir.join("serve.log");
     let mut child = clusterless(&dir)
-        .args([
-            "serve",
-            "--inventory",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--admin-addr",
-            &format!("127.0.0.1:{admin}"),
-            "--cert-dir",
-            dir.join("certs").to_str().unwrap(),
-        ])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

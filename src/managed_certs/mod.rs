@@ -65,32 +65,32 @@ pub struct ManagedCerts {
     pub interval: Duration,
 }
 
-/// One webhook configuration kind, for the generic get/patch code.
-#[derive(Clone, Copy)]
-enum ConfigKind {
-    Mutating,
-    Validating,
+/// What hookguard reads and patches in both kinds of webhook configuration.
+trait WebhookConfig:
+    kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+    const KIND: &'static str;
+    /// `(webhook name, clientConfig)` of each webhook, in order.
+    fn client_configs(&self) -> Vec<(&String, &WebhookClientConfig)>;
 }
 
-impl ConfigKind {
-    fn name(self) -> &'static str {
-        match self {
-            ConfigKind::Mutating => "MutatingWebhookConfiguration",
-            ConfigKind::Validating => "ValidatingWebhookConfiguration",
-        }
+impl WebhookConfig for MutatingWebhookConfiguration {
+    const KIND: &'static str = "MutatingWebhookConfiguration";
+    fn client_configs(&self) -> Vec<(&String, &WebhookClientConfig)> {
+        let hooks = self.webhooks.iter().flatten();
+        hooks.map(|w| (&w.name, &w.client_config)).collect()
     }
 }
 
-/// `(webhook name, caBundle PEM)` of each webhook in a configuration.
-fn bundles<'a>(
-    webhooks: impl Iterator<Item = (&'a String, &'a WebhookClientConfig)>,
-) -> Vec<(String, Vec<u8>)> {
-    webhooks
-        .map(|(name, config)| {
-            let ca = config.ca_bundle.as_ref().map(|b| b.0.clone());
-            (name.clone(), ca.unwrap_or_default())
-        })
-        .collect()
+impl WebhookConfig for ValidatingWebhookConfiguration {
+    const KIND: &'static str = "ValidatingWebhookConfiguration";
+    fn client_configs(&self) -> Vec<(&String, &WebhookClientConfig)> {
+        let hooks = self.webhooks.iter().flatten();
+        hooks.map(|w| (&w.name, &w.client_config)).collect()
+    }
 }
 
 impl ManagedCerts {
@@ -106,45 +106,34 @@ impl ManagedCerts {
         }
     }
 
-    /// The webhooks of one configuration (`None`: the configuration does not exist).
-    async fn webhooks(
+    fn config_err<C: WebhookConfig>(name: &str) -> impl FnOnce(kube::Error) -> ManagedCertError {
+        let name = name.to_owned();
+        move |source| ManagedCertError::WebhookConfig {
+            kind: C::KIND,
+            name,
+            source,
+        }
+    }
+
+    /// `(webhook name, caBundle PEM)` of each webhook of one configuration (`None`: it does not
+    /// exist).
+    async fn webhooks<C: WebhookConfig>(
         &self,
-        kind: ConfigKind,
         name: &str,
     ) -> Result<Option<Vec<(String, Vec<u8>)>>, ManagedCertError> {
-        let err = |source| ManagedCertError::WebhookConfig {
-            kind: kind.name(),
-            name: name.to_owned(),
-            source,
-        };
-        Ok(match kind {
-            ConfigKind::Mutating => Api::<MutatingWebhookConfiguration>::all(self.client.clone())
-                .get_opt(name)
-                .await
-                .map_err(err)?
-                .map(|c| {
-                    bundles(
-                        c.webhooks
-                            .iter()
-                            .flatten()
-                            .map(|w| (&w.name, &w.client_config)),
-                    )
-                }),
-            ConfigKind::Validating => {
-                Api::<ValidatingWebhookConfiguration>::all(self.client.clone())
-                    .get_opt(name)
-                    .await
-                    .map_err(err)?
-                    .map(|c| {
-                        bundles(
-                            c.webhooks
-                                .iter()
-                                .flatten()
-                                .map(|w| (&w.name, &w.client_config)),
-                        )
-                    })
-            }
-        })
+        let config = Api::<C>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .map_err(Self::config_err::<C>(name))?;
+        Ok(config.map(|c| {
+            c.client_configs()
+                .into_iter()
+                .map(|(webhook, client)| {
+                    let ca = client.ca_bundle.as_ref().map(|b| b.0.clone());
+                    (webhook.clone(), ca.unwrap_or_default())
+                })
+                .collect()
+        }))
     }
 
     /// The caBundles the webhook configurations carry (`None`: none to keep current, because no
@@ -153,71 +142,66 @@ impl ManagedCerts {
         let Some(name) = &self.webhook_config else {
             return Ok(None);
         };
-        let mut found = false;
-        let mut bundles = Vec::new();
-        for kind in [ConfigKind::Mutating, ConfigKind::Validating] {
-            if let Some(webhooks) = self.webhooks(kind, name).await? {
-                found = true;
-                for (_, ca) in webhooks {
-                    bundles.push(String::from_utf8_lossy(&ca).into_owned());
-                }
-            }
+        let mutating = self.webhooks::<MutatingWebhookConfiguration>(name).await?;
+        let validating = self
+            .webhooks::<ValidatingWebhookConfiguration>(name)
+            .await?;
+        if mutating.is_none() && validating.is_none() {
+            return Ok(None);
         }
-        Ok(found.then_some(bundles))
+        let all = mutating
+            .into_iter()
+            .flatten()
+            .chain(validating.into_iter().flatten());
+        Ok(Some(
+            all.map(|(_, ca)| String::from_utf8_lossy(&ca).into_owned())
+                .collect(),
+        ))
     }
 
-    /// Sets `bundle` as the caBundle of every webhook that lacks it; returns how many changed.
-    async fn publish(&self, bundle: &str) -> Result<usize, ManagedCertError> {
-        let Some(name) = &self.webhook_config else {
-            return Ok(0);
+    /// Sets `bundle` as the caBundle of every webhook of one configuration that lacks it.
+    async fn publish_to<C: WebhookConfig>(
+        &self,
+        name: &str,
+        bundle: &str,
+    ) -> Result<(), ManagedCertError> {
+        let Some(webhooks) = self.webhooks::<C>(name).await? else {
+            return Ok(());
         };
         let encoded = base64::engine::general_purpose::STANDARD.encode(bundle.as_bytes());
-        let mut changed = 0;
-        for kind in [ConfigKind::Mutating, ConfigKind::Validating] {
-            let Some(webhooks) = self.webhooks(kind, name).await? else {
-                continue;
-            };
-            let mut ops = Vec::new();
-            for (i, (webhook, ca)) in webhooks.iter().enumerate() {
-                if ca.as_slice() != bundle.as_bytes() {
-                    // The test makes the patch fail instead of landing on another webhook if
-                    // the list changed (e.g. a concurrent helm upgrade) since it was read.
-                    ops.push(serde_json::json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": webhook}));
-                    ops.push(serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}));
-                    changed += 1;
-                }
+        let mut ops = Vec::new();
+        for (i, (webhook, ca)) in webhooks.iter().enumerate() {
+            if ca.as_slice() != bundle.as_bytes() {
+                // The test makes the patch fail instead of landing on another webhook if the
+                // list changed (e.g. a concurrent helm upgrade) since it was read.
+                ops.push(serde_json::json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": webhook}));
+                ops.push(serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}));
             }
-            if ops.is_empty() {
-                continue;
-            }
-            let patch: json_patch::Patch = match serde_json::from_value(ops.into()) {
-                Ok(p) => p,
-                // Built above from known-good shapes; cannot fail.
-                Err(_) => continue,
-            };
-            let params = PatchParams::default();
-            let err = |source| ManagedCertError::WebhookConfig {
-                kind: kind.name(),
-                name: name.clone(),
-                source,
-            };
-            match kind {
-                ConfigKind::Mutating => {
-                    Api::<MutatingWebhookConfiguration>::all(self.client.clone())
-                        .patch(name, &params, &Patch::<()>::Json(patch))
-                        .await
-                        .map_err(err)?;
-                }
-                ConfigKind::Validating => {
-                    Api::<ValidatingWebhookConfiguration>::all(self.client.clone())
-                        .patch(name, &params, &Patch::<()>::Json(patch))
-                        .await
-                        .map_err(err)?;
-                }
-            }
-            tracing::info!(kind = kind.name(), %name, "published the caBundle");
         }
-        Ok(changed)
+        if ops.is_empty() {
+            return Ok(());
+        }
+        // Built above from known-good shapes: this cannot fail.
+        let Ok(patch) = serde_json::from_value::<json_patch::Patch>(ops.into()) else {
+            return Ok(());
+        };
+        Api::<C>::all(self.client.clone())
+            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+            .map_err(Self::config_err::<C>(name))?;
+        tracing::info!(kind = C::KIND, %name, "published the caBundle");
+        Ok(())
+    }
+
+    /// Sets `bundle` as the caBundle of every webhook of both configurations.
+    async fn publish(&self, bundle: &str) -> Result<(), ManagedCertError> {
+        if let Some(name) = &self.webhook_config {
+            self.publish_to::<MutatingWebhookConfiguration>(name, bundle)
+                .await?;
+            self.publish_to::<ValidatingWebhookConfiguration>(name, bundle)
+                .await?;
+        }
+        Ok(())
     }
 
     /// One check, repeated (up to 3 times) when another replica wrote the Secret first.
