@@ -244,13 +244,22 @@ impl ManagedCerts {
                 .collect()
         });
         let published = self.published().await?;
-        let planned = plan::plan(
+        let request = current
+            .as_ref()
+            .and_then(|s| s.metadata.annotations.as_ref())
+            .and_then(|a| a.get(plan::ROTATE_ANNOTATION));
+        let requested = request.and_then(|v| plan::Requested::parse(v));
+        if let (Some(value), None) = (request, requested) {
+            tracing::warn!(secret = %self.secret, %value, "ignoring {}: use serving or ca", plan::ROTATE_ANNOTATION);
+        }
+        let planned = plan::plan_requested(
             data.as_ref(),
             published.as_deref(),
             time::OffsetDateTime::now_utc(),
             &self.settings,
+            requested,
         )?;
-        if !planned.changes.is_empty() {
+        if !planned.changes.is_empty() || planned.request_done {
             let data: BTreeMap<String, ByteString> = planned
                 .material
                 .to_data()
@@ -287,6 +296,12 @@ impl ManagedCerts {
                     // this a 409 Conflict, and the next check starts from what it wrote.
                     secret.data = Some(data);
                     secret.string_data = None;
+                    if planned.request_done
+                        && let Some(annotations) = secret.metadata.annotations.as_mut()
+                    {
+                        annotations.remove(plan::ROTATE_ANNOTATION);
+                        tracing::info!(secret = %self.secret, request = ?requested, "requested rotation under way");
+                    }
                     let params = PostParams {
                         field_manager: Some(FIELD_MANAGER.to_owned()),
                         ..PostParams::default()
@@ -468,7 +483,8 @@ async fn notify_on_change<K>(
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::debug!(error = %e, "watch error; retrying");
+                // Checks still run every interval; a lasting failure here is usually RBAC.
+                tracing::warn!(error = %e, "certificate watch failed; retrying");
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }

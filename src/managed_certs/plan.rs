@@ -28,6 +28,27 @@ pub const CA_BUNDLE: &str = "ca-bundle.crt";
 pub const NEXT_CA_CERT: &str = "ca-next.crt";
 pub const NEXT_CA_KEY: &str = "ca-next.key";
 
+/// Annotation on the Secret that asks for a rotation now: `serving` or `ca`. hookguard removes it
+/// once the rotation is under way (a CA rotation then completes as a scheduled one does).
+pub const ROTATE_ANNOTATION: &str = "hookguard.io/rotate";
+
+/// A rotation asked for through [`ROTATE_ANNOTATION`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requested {
+    Serving,
+    Ca,
+}
+
+impl Requested {
+    pub fn parse(value: &str) -> Option<Requested> {
+        match value.trim() {
+            "serving" => Some(Requested::Serving),
+            "ca" => Some(Requested::Ca),
+            _ => None,
+        }
+    }
+}
+
 /// Validity and renewal windows, and the names the serving certificate must carry.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -117,6 +138,8 @@ impl Change {
 pub struct Plan {
     pub material: Material,
     pub changes: Vec<Change>,
+    /// A requested rotation is under way: the request can be removed.
+    pub request_done: bool,
 }
 
 impl Material {
@@ -329,17 +352,31 @@ pub fn plan(
     now: OffsetDateTime,
     settings: &Settings,
 ) -> Result<Plan, CertError> {
+    plan_requested(current, published, now, settings, None)
+}
+
+/// [`plan`], with a rotation asked for now: `Serving` re-issues the serving certificate;
+/// `Ca` stages a new CA at once, which is then published and promoted like a scheduled one.
+pub fn plan_requested(
+    current: Option<&BTreeMap<String, Vec<u8>>>,
+    published: Option<&[String]>,
+    now: OffsetDateTime,
+    settings: &Settings,
+    requested: Option<Requested>,
+) -> Result<Plan, CertError> {
     let mut material = match current.map(Material::from_data) {
         None => {
             return Ok(Plan {
                 material: fresh(now, settings)?,
                 changes: vec![Change::Created],
+                request_done: requested.is_some(),
             });
         }
         Some(Err(why)) => {
             return Ok(Plan {
                 material: fresh(now, settings)?,
                 changes: vec![Change::Replaced(why)],
+                request_done: requested.is_some(),
             });
         }
         Some(Ok(m)) => m,
@@ -352,6 +389,7 @@ pub fn plan(
         return Ok(Plan {
             material: fresh(now, settings)?,
             changes: vec![Change::Replaced("the CA expired".to_owned())],
+            request_done: requested.is_some(),
         });
     }
 
@@ -387,8 +425,9 @@ pub fn plan(
             material.bundle.sort_by_key(|p| !same_cert(p, &current));
             changes.push(Change::CaPromoted);
         }
-    } else if facts(&material.ca.cert_pem)
-        .is_some_and(|ca| ca.not_after - settings.ca_renew_before.whole_seconds() <= ts)
+    } else if requested == Some(Requested::Ca)
+        || facts(&material.ca.cert_pem)
+            .is_some_and(|ca| ca.not_after - settings.ca_renew_before.whole_seconds() <= ts)
     {
         let next = new_ca(now, settings)?;
         material.bundle.extend(split_pem(&next.cert_pem));
@@ -396,8 +435,9 @@ pub fn plan(
         changes.push(Change::CaStaged);
     }
 
+    let asked = (requested == Some(Requested::Serving)).then(|| "rotation requested".to_owned());
     if !changes.contains(&Change::CaPromoted)
-        && let Some(why) = serving_problem(&material, ts, settings)
+        && let Some(why) = serving_problem(&material, ts, settings).or(asked)
     {
         material.serving = issue(&material.ca, now, settings)?;
         changes.push(Change::ServingRenewed(why));
@@ -421,7 +461,20 @@ pub fn plan(
         // Only the bundle was incomplete (edited by hand): write it back whole.
         changes.push(Change::BundleChanged);
     }
-    Ok(Plan { material, changes })
+    // A CA request is under way once a CA is staged (now or before); a serving request once a
+    // serving certificate was issued in this step.
+    let request_done = match requested {
+        None => false,
+        Some(Requested::Ca) => material.next_ca.is_some() || changes.contains(&Change::CaPromoted),
+        Some(Requested::Serving) => changes
+            .iter()
+            .any(|c| matches!(c, Change::ServingRenewed(_) | Change::CaPromoted)),
+    };
+    Ok(Plan {
+        material,
+        changes,
+        request_done,
+    })
 }
 
 #[cfg(test)]
@@ -598,6 +651,44 @@ mod tests {
         let leaf = facts(&p.material.serving.cert_pem).unwrap();
         let ca = facts(&m.ca.cert_pem).unwrap();
         assert!(leaf.not_after <= ca.not_after);
+    }
+
+    #[test]
+    fn rotations_on_request() {
+        let m = plan(None, None, t0(), &settings()).unwrap().material;
+        let published = [m.bundle_pem()];
+        let at = t0() + Duration::hours(1);
+        let serving = plan_requested(
+            Some(&m.to_data()),
+            Some(&published),
+            at,
+            &settings(),
+            Some(Requested::Serving),
+        )
+        .unwrap();
+        assert_eq!(
+            serving.changes,
+            vec![Change::ServingRenewed("rotation requested".to_owned())]
+        );
+        assert!(serving.request_done);
+        assert_eq!(serving.material.ca, m.ca);
+        // A CA request stages a CA at once (far from the renewal window); the promotion follows
+        // the usual way, once published.
+        let ca = plan_requested(
+            Some(&m.to_data()),
+            Some(&published),
+            at,
+            &settings(),
+            Some(Requested::Ca),
+        )
+        .unwrap();
+        assert_eq!(ca.changes, vec![Change::CaStaged]);
+        assert!(ca.request_done);
+        let staged = ca.material;
+        let promoted = step(&staged.to_data(), Some(&[staged.bundle_pem()]), at);
+        assert_eq!(promoted.changes, vec![Change::CaPromoted]);
+        assert_eq!(Requested::parse(" ca "), Some(Requested::Ca));
+        assert_eq!(Requested::parse("everything"), None);
     }
 
     #[test]

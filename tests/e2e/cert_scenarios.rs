@@ -11,10 +11,16 @@ use base64::Engine as _;
 use crate::cluster::{Result, Served, ensure, repo, wait_for};
 use crate::{Env, Scenario};
 
-pub const ALL: &[Scenario] = &[(
-    "12-self-managed-certs-rotate-under-load",
-    self_managed_rotation,
-)];
+pub const ALL: &[Scenario] = &[
+    (
+        "12-self-managed-certs-rotate-under-load",
+        self_managed_rotation,
+    ),
+    (
+        "12-self-managed-certs-rotate-on-request",
+        rotation_on_request,
+    ),
+];
 
 const NS: &str = "e2e-certs";
 const HOOKS_NS: &str = "e2e-certs-hooks";
@@ -28,14 +34,22 @@ fn b64(s: &str) -> Result<Vec<u8>> {
 }
 
 /// One key of the Secret, decoded; `None` if the Secret or key is absent.
-fn secret_key(env: &Env, key: &str) -> Option<String> {
-    let secret = env.cluster.get_json(&["secret", "-n", NS, SECRET])?;
+fn secret_key_of(env: &Env, ns: &str, secret: &str, key: &str) -> Option<String> {
+    let secret = env.cluster.get_json(&["secret", "-n", ns, secret])?;
     let value = secret["data"][key].as_str()?;
     String::from_utf8(b64(value).ok()?).ok()
 }
 
-/// The caBundle (decoded PEM) of the single webhook of each configuration.
+fn secret_key(env: &Env, key: &str) -> Option<String> {
+    secret_key_of(env, NS, SECRET, key)
+}
+
 fn published(env: &Env) -> Vec<String> {
+    published_in(env, NAME)
+}
+
+/// The caBundle (decoded PEM) of the single webhook of each configuration.
+fn published_in(env: &Env, name: &str) -> Vec<String> {
     [
         "mutatingwebhookconfiguration",
         "validatingwebhookconfiguration",
@@ -43,7 +57,7 @@ fn published(env: &Env) -> Vec<String> {
     .iter()
     .map(|kind| {
         env.cluster
-            .get_json(&[kind, NAME])
+            .get_json(&[kind, name])
             .and_then(|c| {
                 c["webhooks"][0]["clientConfig"]["caBundle"]
                     .as_str()
@@ -54,6 +68,60 @@ fn published(env: &Env) -> Vec<String> {
             .unwrap_or_default()
     })
     .collect()
+}
+
+/// Applies the chart's webhook configurations (named `name`) for hookguard at `url`, rendered
+/// without a caBundle: hookguard must publish it.
+fn register(env: &Env, ns: &str, name: &str, url: &str) -> Result<()> {
+    let chart = repo().join("charts/hookguard").display().to_string();
+    let rendered = env.cluster.run_ok(
+        "helm",
+        &[
+            "template",
+            name,
+            &chart,
+            "--namespace",
+            ns,
+            "--show-only",
+            "templates/webhooks.yaml",
+            "--set",
+            &format!("fullnameOverride={name}"),
+            "--set",
+            &format!("webhook.url={url}"),
+        ],
+        None,
+    )?;
+    let yaml = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    ensure(!yaml.contains("caBundle"), || {
+        format!(
+            "the out-of-cluster render without webhook.caBundle must carry no caBundle:\n{yaml}"
+        )
+    })?;
+    env.cluster.apply(&yaml)?;
+    Ok(())
+}
+
+/// Creates a hook ConfigMap through the API server; Err if it fails or is not mutated.
+fn create_hook(env: &Env, ns: &str, name: &str) -> Result<()> {
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n    helm.sh/hook: pre-install\n"
+    );
+    let out = env.cluster.run(
+        "kubectl",
+        &["create", "-f", "-", "-o", "json"],
+        Some(&manifest),
+    );
+    ensure(out.status.success(), || {
+        format!(
+            "create {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let obj: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    ensure(
+        obj["metadata"]["labels"]["hookguard.io/hook"] == "true",
+        || format!("{name} was not mutated: {obj}"),
+    )
 }
 
 fn self_managed_rotation(env: &Env) -> Result<()> {
@@ -94,31 +162,7 @@ fn self_managed_rotation(env: &Env) -> Result<()> {
 
         // Register the chart's webhook configurations for replica A, without a caBundle:
         // hookguard must publish it.
-        let chart = repo().join("charts/hookguard").display().to_string();
-        let rendered = env.cluster.run_ok(
-            "helm",
-            &[
-                "template",
-                NAME,
-                &chart,
-                "--namespace",
-                NS,
-                "--show-only",
-                "templates/webhooks.yaml",
-                "--set",
-                &format!("fullnameOverride={NAME}"),
-                "--set",
-                &format!("webhook.url={}", a.url()),
-            ],
-            None,
-        )?;
-        let yaml = String::from_utf8_lossy(&rendered.stdout).into_owned();
-        ensure(!yaml.contains("caBundle"), || {
-            format!(
-                "the out-of-cluster render without webhook.caBundle must carry no caBundle:\n{yaml}"
-            )
-        })?;
-        env.cluster.apply(&yaml)?;
+        register(env, NS, NAME, &a.url())?;
         wait_for(
             "caBundle published in both configurations",
             Duration::from_secs(20),
@@ -252,5 +296,134 @@ fn self_managed_rotation(env: &Env) -> Result<()> {
     let _ = env
         .cluster
         .kubectl(&["delete", "namespace", NS, HOOKS_NS, "--wait=false"]);
+    result
+}
+
+/// With production validities (nothing due for months), `hookguard.io/rotate` on the Secret
+/// rotates now: `serving` re-issues the serving certificate from the same CA; `ca` stages a new
+/// CA, publishes it next to the old one and then moves the serving certificate to it. Admissions
+/// succeed after each step, and hookguard removes the annotation.
+fn rotation_on_request(env: &Env) -> Result<()> {
+    const NS2: &str = "e2e-certs-request";
+    const HOOKS_NS2: &str = "e2e-certs-request-hooks";
+    const SECRET2: &str = "e2e-on-request-tls";
+    const NAME2: &str = "e2e-on-request";
+    env.cluster.namespace(NS2)?;
+    env.cluster.namespace(HOOKS_NS2)?;
+    let dir = env.cluster.work.join("on-request");
+    let hg = Served::start(
+        "hookguard-on-request",
+        &dir,
+        &[
+            format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
+            format!("--namespace={NS2}"),
+            format!("--cert-secret={SECRET2}"),
+            format!("--webhook-config-name={NAME2}"),
+            // Default validities; frequent checks only to keep the test short.
+            "--cert-check-interval=1s".into(),
+        ],
+        &[],
+    )?;
+    let key = |k: &str| secret_key_of(env, NS2, SECRET2, k);
+    let result = (|| -> Result<()> {
+        wait_for("ready", Duration::from_secs(30), || {
+            hg.ready().then_some(())
+        })?;
+        register(env, NS2, NAME2, &hg.url())?;
+        let settled = || {
+            let bundle = key("ca-bundle.crt")?;
+            let annotated = env.cluster.get_json(&["secret", "-n", NS2, SECRET2])?["metadata"]
+                    ["annotations"]["hookguard.io/rotate"]
+                    .is_string();
+            let served = hg.metric_sum("hookguard_tls_cert_expiry_timestamp_seconds", &[])
+                == hookguard::certs::not_after(&key("tls.crt")?)? as f64;
+            (!annotated && served && published_in(env, NAME2).iter().all(|p| *p == bundle))
+                .then_some(())
+        };
+        wait_for("caBundle published", Duration::from_secs(20), settled)?;
+        create_hook(env, HOOKS_NS2, "on-request-0")?;
+        let (tls0, ca0) = (
+            key("tls.crt").unwrap_or_default(),
+            key("ca.crt").unwrap_or_default(),
+        );
+
+        let annotate = |value: &str| {
+            env.cluster.run_ok(
+                "kubectl",
+                &[
+                    "-n",
+                    NS2,
+                    "annotate",
+                    "--overwrite",
+                    "secret",
+                    SECRET2,
+                    &format!("hookguard.io/rotate={value}"),
+                ],
+                None,
+            )
+        };
+        annotate("serving")?;
+        wait_for(
+            "a new serving certificate, served",
+            Duration::from_secs(20),
+            || {
+                (key("tls.crt")? != tls0).then_some(())?;
+                settled()
+            },
+        )?;
+        ensure(key("ca.crt").unwrap_or_default() == ca0, || {
+            "a serving rotation changed the CA".to_owned()
+        })?;
+        create_hook(env, HOOKS_NS2, "on-request-1")?;
+        let tls1 = key("tls.crt").unwrap_or_default();
+
+        annotate("ca")?;
+        wait_for(
+            "a new CA signing the served certificate",
+            Duration::from_secs(30),
+            || {
+                let ca = key("ca.crt")?;
+                (ca != ca0 && key("tls.crt")? != tls1).then_some(())?;
+                settled()
+            },
+        )?;
+        let bundle = key("ca-bundle.crt").unwrap_or_default();
+        ensure(
+            bundle.contains(ca0.trim()) && bundle.matches("BEGIN CERTIFICATE").count() == 2,
+            || "the old CA must stay in the bundle until it expires".to_owned(),
+        )?;
+        create_hook(env, HOOKS_NS2, "on-request-2")?;
+        let rotations = |cert: &str| {
+            hg.metric_sum(
+                "hookguard_cert_rotations_total",
+                &[&format!("cert=\"{cert}\"")],
+            )
+        };
+        // Creation (ca + serving), the serving request, and the CA promotion (ca + serving).
+        ensure(
+            rotations("serving") == 3.0 && rotations("ca") == 2.0,
+            || {
+                format!(
+                    "rotations: serving {} ca {}",
+                    rotations("serving"),
+                    rotations("ca")
+                )
+            },
+        )?;
+        Ok(())
+    })();
+    if result.is_err() {
+        eprintln!("===== hookguard-on-request =====\n{}", hg.log_tail(40));
+    }
+    hg.stop();
+    let _ = env.cluster.kubectl(&[
+        "delete",
+        "mutatingwebhookconfiguration,validatingwebhookconfiguration",
+        NAME2,
+        "--ignore-not-found",
+    ]);
+    let _ = env
+        .cluster
+        .kubectl(&["delete", "namespace", NS2, HOOKS_NS2, "--wait=false"]);
     result
 }

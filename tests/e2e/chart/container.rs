@@ -103,6 +103,11 @@ pub(super) fn run_container_locally(
         let issued = check_certificates(&secret, pod)?;
         admission_over_tls(pod, ports.https, &issued)?;
         lease_and_inventory(env, pod, &ready, &issued)?;
+        // A missing permission shows up as a watch that keeps failing (and retrying).
+        let logged = log_tail();
+        ensure(!logged.contains("watch failed"), || {
+            format!("a watch failed (RBAC?):\n{logged}")
+        })?;
         let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
         let took = stops_on_sigterm(&mut child, &ready, &ports.ready.1, grace)?;
         let written: Vec<_> = fs::read_dir(&workdir)

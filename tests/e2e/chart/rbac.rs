@@ -68,7 +68,7 @@ fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
                 add(
                     "Role",
                     "/secrets",
-                    &["get", "update", "patch"],
+                    &["get", "list", "watch", "update", "patch"],
                     &format!("{fullname}-tls"),
                 );
                 add("Role", "/secrets", &["create"], "*");
@@ -79,7 +79,7 @@ fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
                     add(
                         "ClusterRole",
                         &format!("admissionregistration.k8s.io/{r}"),
-                        &["get", "patch"],
+                        &["get", "list", "watch", "patch"],
                         fullname,
                     );
                 }
@@ -151,8 +151,10 @@ pub(super) fn service_account_permissions(env: &Env, ns: &str, sa: &str) -> Resu
     let lease = format!("leases.coordination.k8s.io/{sa}");
     let mwc = format!("mutatingwebhookconfigurations/{sa}");
     let vwc = format!("validatingwebhookconfigurations/{sa}");
-    let checks: [(&[&str], bool); 21] = [
+    let checks: [(&[&str], bool); 23] = [
         (&["get", &tls, "-n", ns], true),
+        (&["watch", &tls, "-n", ns], true),
+        (&["watch", &vwc], true),
         (&["update", &tls, "-n", ns], true),
         (&["create", "secrets", "-n", ns], true),
         (&["get", &mwc], true),
