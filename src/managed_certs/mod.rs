@@ -65,6 +65,30 @@ pub struct ManagedCerts {
     pub interval: Duration,
 }
 
+/// `(webhook name, caBundle PEM)` of each webhook of a configuration.
+type Webhooks = Vec<(String, Vec<u8>)>;
+
+/// The two webhook configurations, each `None` when it does not exist.
+struct Configs {
+    mutating: Option<Webhooks>,
+    validating: Option<Webhooks>,
+}
+
+impl Configs {
+    /// The caBundles they carry; `None` when neither exists (nothing to keep current, so a
+    /// staged CA is promoted at once).
+    fn published(&self) -> Option<Vec<String>> {
+        if self.mutating.is_none() && self.validating.is_none() {
+            return None;
+        }
+        let all = self.mutating.iter().chain(self.validating.iter()).flatten();
+        Some(
+            all.map(|(_, ca)| String::from_utf8_lossy(ca).into_owned())
+                .collect(),
+        )
+    }
+}
+
 /// What hookguard reads and patches in both kinds of webhook configuration.
 trait WebhookConfig:
     kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
@@ -120,7 +144,7 @@ impl ManagedCerts {
     async fn webhooks<C: WebhookConfig>(
         &self,
         name: &str,
-    ) -> Result<Option<Vec<(String, Vec<u8>)>>, ManagedCertError> {
+    ) -> Result<Option<Webhooks>, ManagedCertError> {
         let config = Api::<C>::all(self.client.clone())
             .get_opt(name)
             .await
@@ -136,38 +160,28 @@ impl ManagedCerts {
         }))
     }
 
-    /// The caBundles the webhook configurations carry (`None`: none to keep current, because no
-    /// name was given or neither configuration exists; a staged CA is then promoted at once).
-    async fn published(&self) -> Result<Option<Vec<String>>, ManagedCertError> {
+    /// Both webhook configurations as read now (`None`: no `--webhook-config-name`). One read per
+    /// check serves both the plan and the patch; the patch's `test` guards against changes since.
+    async fn read_configs(&self) -> Result<Option<Configs>, ManagedCertError> {
         let Some(name) = &self.webhook_config else {
             return Ok(None);
         };
-        let mutating = self.webhooks::<MutatingWebhookConfiguration>(name).await?;
-        let validating = self
-            .webhooks::<ValidatingWebhookConfiguration>(name)
-            .await?;
-        if mutating.is_none() && validating.is_none() {
-            return Ok(None);
-        }
-        let all = mutating
-            .into_iter()
-            .flatten()
-            .chain(validating.into_iter().flatten());
-        Ok(Some(
-            all.map(|(_, ca)| String::from_utf8_lossy(&ca).into_owned())
-                .collect(),
-        ))
+        Ok(Some(Configs {
+            mutating: self.webhooks::<MutatingWebhookConfiguration>(name).await?,
+            validating: self
+                .webhooks::<ValidatingWebhookConfiguration>(name)
+                .await?,
+        }))
     }
 
-    /// Sets `bundle` as the caBundle of every webhook of one configuration that lacks it.
+    /// Sets `bundle` as the caBundle of every webhook in `webhooks` (as read from configuration
+    /// `name` of kind `C`) that lacks it.
     async fn publish_to<C: WebhookConfig>(
         &self,
         name: &str,
+        webhooks: &[(String, Vec<u8>)],
         bundle: &str,
     ) -> Result<(), ManagedCertError> {
-        let Some(webhooks) = self.webhooks::<C>(name).await? else {
-            return Ok(());
-        };
         let encoded = base64::engine::general_purpose::STANDARD.encode(bundle.as_bytes());
         let mut ops = Vec::new();
         for (i, (webhook, ca)) in webhooks.iter().enumerate() {
@@ -194,11 +208,16 @@ impl ManagedCerts {
     }
 
     /// Sets `bundle` as the caBundle of every webhook of both configurations.
-    async fn publish(&self, bundle: &str) -> Result<(), ManagedCertError> {
-        if let Some(name) = &self.webhook_config {
-            self.publish_to::<MutatingWebhookConfiguration>(name, bundle)
+    async fn publish(&self, configs: &Configs, bundle: &str) -> Result<(), ManagedCertError> {
+        let Some(name) = &self.webhook_config else {
+            return Ok(());
+        };
+        if let Some(webhooks) = &configs.mutating {
+            self.publish_to::<MutatingWebhookConfiguration>(name, webhooks, bundle)
                 .await?;
-            self.publish_to::<ValidatingWebhookConfiguration>(name, bundle)
+        }
+        if let Some(webhooks) = &configs.validating {
+            self.publish_to::<ValidatingWebhookConfiguration>(name, webhooks, bundle)
                 .await?;
         }
         Ok(())
@@ -243,7 +262,8 @@ impl ManagedCerts {
                 .map(|(k, v)| (k.clone(), v.0.clone()))
                 .collect()
         });
-        let published = self.published().await?;
+        let configs = self.read_configs().await?;
+        let published = configs.as_ref().and_then(Configs::published);
         let request = current
             .as_ref()
             .and_then(|s| s.metadata.annotations.as_ref())
@@ -322,7 +342,10 @@ impl ManagedCerts {
                 }
             }
         }
-        self.publish(&planned.material.bundle_pem()).await?;
+        if let Some(configs) = &configs {
+            self.publish(configs, &planned.material.bundle_pem())
+                .await?;
+        }
         Ok((planned.material, planned.changes))
     }
 
