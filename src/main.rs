@@ -210,8 +210,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let rows =
-                hookguard::audit::rows(&inventory, live.as_ref(), now, older_than.as_secs() as i64);
+            let rows = hookguard::audit::rows(
+                &inventory,
+                live.as_ref(),
+                now,
+                i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX),
+            );
             match output {
                 AuditFormat::Table => print!("{}", hookguard::audit::render_table(&rows)),
                 AuditFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),

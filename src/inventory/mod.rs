@@ -89,6 +89,19 @@ pub enum InventoryError {
 }
 
 impl InventoryOptions {
+    /// What the janitor may delete, from the flags.
+    pub fn janitor_policy(&self) -> janitor::JanitorPolicy {
+        janitor::JanitorPolicy {
+            namespaces: self
+                .janitor_namespaces
+                .iter()
+                .map(|g| WildMatch::new(g.trim()))
+                .collect(),
+            // Saturating: a huge --janitor-min-age must mean "never", not wrap to negative.
+            min_age: i64::try_from(self.janitor_min_age.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), InventoryError> {
         if self.janitor && self.janitor_namespaces.iter().all(|n| n.trim().is_empty()) {
             return Err(InventoryError::NoJanitorNamespaces);
@@ -244,14 +257,7 @@ async fn work(
     }
     let janitor = opts.janitor.then(|| Janitor {
         client: client.clone(),
-        policy: janitor::JanitorPolicy {
-            namespaces: opts
-                .janitor_namespaces
-                .iter()
-                .map(|g| WildMatch::new(g.trim()))
-                .collect(),
-            min_age: opts.janitor_min_age.as_secs() as i64,
-        },
+        policy: opts.janitor_policy(),
         dry_run: opts.janitor_dry_run,
         interval: opts.janitor_interval,
         reported: HashSet::new(),
@@ -285,4 +291,45 @@ async fn work(
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::InventoryOptions;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: InventoryOptions,
+    }
+
+    fn parse(args: &[&str]) -> InventoryOptions {
+        let mut all = vec!["hookguard"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().opts
+    }
+
+    #[test]
+    fn janitor_flags_become_its_policy() {
+        let opts = parse(&[
+            "--inventory",
+            "--janitor",
+            "--janitor-namespaces",
+            "team-*, ci",
+            "--janitor-min-age",
+            "2h",
+        ]);
+        assert!(opts.validate().is_ok());
+        let policy = opts.janitor_policy();
+        assert_eq!(policy.min_age, 7200);
+        assert!(policy.namespaces.iter().any(|g| g.matches("team-a")));
+        assert!(policy.namespaces.iter().any(|g| g.matches("ci")));
+        // Larger than i64 seconds: never old enough, instead of wrapping to a negative age.
+        let huge = parse(&["--janitor-min-age", "500000000000years"]);
+        assert_eq!(huge.janitor_policy().min_age, i64::MAX);
+        let unscoped = parse(&["--inventory", "--janitor"]);
+        assert!(unscoped.validate().is_err());
+    }
 }
