@@ -3,7 +3,7 @@
 //! certificate and the CA on short validities, while kube-apiserver keeps calling them over TLS.
 //! Nothing is simulated here except time, which is compressed (seconds instead of days).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -34,10 +34,22 @@ fn b64(s: &str) -> Result<Vec<u8>> {
 }
 
 /// One key of the Secret, decoded; `None` if the Secret or key is absent.
+/// The Secret's data, decoded (empty if the Secret is absent).
+fn secret_data(env: &Env, ns: &str, secret: &str) -> BTreeMap<String, String> {
+    let Some(secret) = env.cluster.get_json(&["secret", "-n", ns, secret]) else {
+        return BTreeMap::new();
+    };
+    let data = secret["data"].as_object().cloned().unwrap_or_default();
+    data.into_iter()
+        .filter_map(|(k, v)| {
+            let text = String::from_utf8(b64(v.as_str()?).ok()?).ok()?;
+            Some((k, text))
+        })
+        .collect()
+}
+
 fn secret_key_of(env: &Env, ns: &str, secret: &str, key: &str) -> Option<String> {
-    let secret = env.cluster.get_json(&["secret", "-n", ns, secret])?;
-    let value = secret["data"][key].as_str()?;
-    String::from_utf8(b64(value).ok()?).ok()
+    secret_data(env, ns, secret).remove(key)
 }
 
 fn secret_key(env: &Env, key: &str) -> Option<String> {
@@ -182,36 +194,19 @@ fn self_managed_rotation(env: &Env) -> Result<()> {
         let started = Instant::now();
         let mut created = 0;
         while started.elapsed() < Duration::from_secs(50) {
-            let manifest = format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hook-{created}\n  namespace: {HOOKS_NS}\n  annotations:\n    helm.sh/hook: pre-install\ndata:\n  n: \"{created}\"\n"
-            );
-            let out = env.cluster.run(
-                "kubectl",
-                &["create", "-f", "-", "-o", "json"],
-                Some(&manifest),
-            );
-            ensure(out.status.success(), || {
+            create_hook(env, HOOKS_NS, &format!("hook-{created}")).map_err(|e| {
                 format!(
-                    "create #{created} at {:.1}s failed: {}\n--- replica A:\n{}",
+                    "at {:.1}s: {e}\n--- replica A:\n{}",
                     started.elapsed().as_secs_f64(),
-                    String::from_utf8_lossy(&out.stderr),
                     a.log_tail(30)
                 )
             })?;
-            let obj: serde_json::Value =
-                serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-            ensure(
-                obj["metadata"]["labels"]["hookguard.io/hook"] == "true",
-                || format!("hook #{created} was not mutated: {obj}"),
-            )?;
             created += 1;
-            if let Some(c) = secret_key(env, "tls.crt") {
-                tls_certs.insert(c);
-            }
-            if let Some(c) = secret_key(env, "ca.crt") {
-                cas.insert(c);
-            }
-            if let Some(bundle) = secret_key(env, "ca-bundle.crt") {
+            // One read of the Secret per round.
+            let mut data = secret_data(env, NS, SECRET);
+            tls_certs.extend(data.remove("tls.crt"));
+            cas.extend(data.remove("ca.crt"));
+            if let Some(bundle) = data.get("ca-bundle.crt") {
                 max_bundle = max_bundle.max(bundle.matches("BEGIN CERTIFICATE").count());
             }
             std::thread::sleep(Duration::from_millis(300));

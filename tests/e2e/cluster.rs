@@ -876,3 +876,18 @@ impl Served {
         self.proc.stop(Duration::from_secs(10));
     }
 }
+
+/// A tool from Debian's `prometheus` package (`prometheus`, `promtool`) on PATH, or an error
+/// saying how to get it.
+pub fn prometheus_tool(tool: &str) -> Result<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "{tool} not found on PATH: run scripts/install-test-deps.sh (Debian package `prometheus`; DESIGN.md: the tests run promtool and a real Prometheus)"
+            )
+        })
+}

@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cluster::{
-    Proc, Result, Served, ensure, free_port, http_get, metric_sum_of, repo, wait_for,
+    Proc, Result, Served, ensure, free_port, http_get, metric_sum_of, prometheus_tool, repo,
+    wait_for,
 };
 use crate::{Env, Scenario};
 
@@ -95,9 +96,7 @@ fn start_prometheus(dir: &Path, targets: &[String]) -> Result<(Proc, String)> {
     )
     .map_err(|e| e.to_string())?;
     let addr = format!("127.0.0.1:{}", free_port());
-    let exe = which("prometheus").ok_or(
-        "prometheus not found: run scripts/install-test-deps.sh (Debian package `prometheus`)",
-    )?;
+    let exe = prometheus_tool("prometheus")?;
     let proc = Proc::spawn(
         "prometheus",
         dir,
@@ -113,14 +112,6 @@ fn start_prometheus(dir: &Path, targets: &[String]) -> Result<(Proc, String)> {
         http_get(&addr, "/-/ready").filter(|(s, _)| *s == 200)
     })?;
     Ok((proc, addr))
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(tool))
-            .find(|p| p.is_file())
-    })
 }
 
 fn dashboard(env: &Env) -> Result<()> {

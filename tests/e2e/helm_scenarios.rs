@@ -196,11 +196,9 @@ fn failing_hook(env: &Env, bin: &str) -> Result<()> {
     let ns = ns.as_str();
     let chart = install_fresh(env, bin, ns)?;
 
-    // A failing pre-upgrade hook fails the release.
-    let out = helm_fails(
-        env,
-        bin,
-        &[
+    // An upgrade whose pre-upgrade hook fails, with extra flags.
+    let failing_upgrade = |extra: &[&str]| {
+        let mut args = vec![
             "upgrade",
             "shop",
             &chart,
@@ -210,8 +208,12 @@ fn failing_hook(env: &Env, bin: &str) -> Result<()> {
             "migrate.fail=true",
             "--timeout",
             "90s",
-        ],
-    )?;
+        ];
+        args.extend_from_slice(extra);
+        helm_fails(env, bin, &args)
+    };
+    // A failing pre-upgrade hook fails the release.
+    let out = failing_upgrade(&[])?;
     let text = out_text(&out);
     ensure(
         text.contains("pre-upgrade hooks failed") || text.contains("failed"),
@@ -239,22 +241,7 @@ fn failing_hook(env: &Env, bin: &str) -> Result<()> {
     } else {
         "--rollback-on-failure"
     };
-    helm_fails(
-        env,
-        bin,
-        &[
-            "upgrade",
-            "shop",
-            &chart,
-            "-n",
-            ns,
-            "--set",
-            "migrate.fail=true",
-            rollback_flag,
-            "--timeout",
-            "90s",
-        ],
-    )?;
+    failing_upgrade(&[rollback_flag])?;
     let st = status(env, bin, ns)?;
     ensure(st["info"]["status"] == "deployed", || {
         format!("status after {rollback_flag}: {}", st["info"]["status"])

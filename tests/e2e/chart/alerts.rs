@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{MONITORING_AND_NETPOL, dashboard_json, one, render_values};
 use crate::Env;
-use crate::cluster::{Result, ensure, exported_metric_names, out_text};
+use crate::cluster::{Result, ensure, exported_metric_names, out_text, prometheus_tool};
 
 /// The alerts rendered whatever the features: the webhook, its certificate and its policy.
 pub(super) const BASE_ALERTS: [&str; 6] = [
@@ -108,19 +108,6 @@ pub(super) fn alerts_use_exported_metrics(env: &Env) -> Result<()> {
     Ok(())
 }
 
-fn promtool() -> Result<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("promtool"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            "promtool not found on PATH: install Debian's `prometheus` package (DESIGN.md: the \
-             tests run promtool check/test rules)"
-                .to_owned()
-        })
-}
-
 /// Every PromQL query of the dashboard (panels and template variables), with Grafana's variables
 /// replaced by what they expand to, as recording rules: `promtool check rules` then parses each
 /// one, so a typo in a panel fails here rather than in someone's Grafana.
@@ -176,7 +163,7 @@ fn dashboard_rules() -> Result<Value> {
 /// `promtool test rules` with ALERT_TESTS: every expression parses, every template in the alerts
 /// compiles, and each alert fires exactly when it should.
 pub(super) fn prometheus_alerts(env: &Env) -> Result<()> {
-    let promtool = promtool()?;
+    let promtool = prometheus_tool("promtool")?;
     let docs = render_values(env, &["metrics.prometheusRule.enabled=true"])?;
     let mut spec = one(&docs, "PrometheusRule")?["spec"].clone();
     let dir = env.cluster.work.join("promtool");
