@@ -111,6 +111,58 @@ fn large_configmap_hook(base: &Value) -> Vec<u8> {
     envelope_of(base, cm, "ConfigMap", "", "configmaps")
 }
 
+/// Forged reviews of nearly the default body limit (7 MiB) that each aim at one cost: findings
+/// that grow with the input, edit distance over a huge word, per-container messages. The
+/// reliability budget: each answer at most 64 KiB, engine time a few milliseconds.
+fn adversarial_reviews(base: &Value) -> Vec<(&'static str, Vec<u8>)> {
+    let job = base["request"]["object"].clone();
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut r = base.clone();
+        let mut object = job.clone();
+        change(&mut object);
+        r["request"]["object"] = object;
+        serde_json::to_vec(&r).expect("serializes")
+    };
+    let annotate = |key: &'static str, value: String| {
+        with(&move |o: &mut Value| {
+            o["metadata"]["annotations"][key] = Value::String(value.clone());
+        })
+    };
+    vec![
+        (
+            "hook_event_list_4mb",
+            annotate("helm.sh/hook", "ab,".repeat(1_400_000)),
+        ),
+        (
+            "delete_policy_list_4mb",
+            annotate("helm.sh/hook-delete-policy", "xy,".repeat(1_400_000)),
+        ),
+        (
+            "distinct_events_100k",
+            annotate(
+                "helm.sh/hook",
+                (0..100_000).map(|i| format!("e{i},")).collect(),
+            ),
+        ),
+        (
+            "single_event_3mb",
+            annotate("helm.sh/hook", "q".repeat(3_000_000)),
+        ),
+        (
+            "privileged_containers_40k",
+            with(&|o: &mut Value| {
+                let containers: Vec<Value> = (0..40_000)
+                    .map(|i| {
+                        json!({"name": format!("c{i}"), "image": "busybox:latest",
+                               "securityContext": {"privileged": true}})
+                    })
+                    .collect();
+                o["spec"]["template"]["spec"]["containers"] = Value::Array(containers);
+            }),
+        ),
+    ]
+}
+
 fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     let policy = Policy::default();
     let base: Value = serde_json::from_str(JOB_REVIEW).expect("fixture is JSON");
@@ -191,6 +243,29 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
             evaluate(black_box(&policy), &req).expect("evaluates")
         })
     });
+    g.finish();
+
+    let mut g = c.benchmark_group(format!("{}{suffix}", "adversarial"));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(5));
+    for (name, body) in adversarial_reviews(&base) {
+        let (bytes, _) = review(Webhook::Validate, &policy, &body).expect("answers");
+        eprintln!(
+            "adversarial {name}: body {} B, answer {} B",
+            body.len(),
+            bytes.len()
+        );
+        assert!(bytes.len() <= hookguard::admission::MAX_RESPONSE_BYTES);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                review(Webhook::Validate, black_box(&policy), black_box(&body)).expect("answers")
+            })
+        });
+        g.bench_function(format!("{name}_serde_json_value"), |b| {
+            b.iter(|| serde_json::from_slice::<Value>(black_box(&body)).expect("parses"))
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group(format!("{}{suffix}", "parse"));
