@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
@@ -245,6 +245,9 @@ struct ConnState {
     protocol: AtomicU8,
     /// HTTP/1.1: answer with `Connection: close` from now on.
     closing: AtomicBool,
+    /// Wakes the driver when the first request starts and whenever nothing is left in flight,
+    /// the moments its deadlines change.
+    changed: Notify,
 }
 
 impl ConnState {
@@ -256,6 +259,7 @@ impl ConnState {
             requests: AtomicU64::new(0),
             protocol: AtomicU8::new(protocol as u8),
             closing: AtomicBool::new(false),
+            changed: Notify::new(),
         }
     }
 
@@ -291,7 +295,7 @@ struct InFlight(Arc<ConnState>);
 impl InFlight {
     fn start(conn: &Arc<ConnState>, version: Version) -> Self {
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
-        conn.requests.fetch_add(1, Ordering::Relaxed);
+        let first = conn.requests.fetch_add(1, Ordering::Relaxed) == 0;
         let protocol = if version == Version::HTTP_2 {
             Protocol::Http2
         } else {
@@ -299,6 +303,9 @@ impl InFlight {
         };
         conn.protocol.store(protocol as u8, Ordering::Relaxed);
         conn.touch();
+        if first {
+            conn.changed.notify_one();
+        }
         InFlight(conn.clone())
     }
 }
@@ -306,7 +313,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.changed.notify_one();
+        }
     }
 }
 
@@ -486,10 +495,6 @@ async fn drive<I>(
             if !aged {
                 wake.push(age_deadline);
             }
-            if !conn.idle() {
-                // A request in flight: look again when it may have ended.
-                wake.push(after(now, timeouts.idle.min(linger)));
-            }
         }
         let wake = earliest(wake).unwrap_or(now + Duration::from_secs(3600));
         tokio::select! {
@@ -500,6 +505,7 @@ async fn drive<I>(
                 return;
             }
             _ = drained(&mut drain), if !drain_signaled => drain_signaled = true,
+            _ = conn.changed.notified() => {}
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
