@@ -139,7 +139,10 @@ mod tests {
             ));
         // Another request holds 60 of the 100 bytes.
         let held = budget.bytes.clone().try_acquire_many_owned(60);
-        assert_eq!(status(&app, Some(50)).await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(&app, Some(50)).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         // Unknown length reserves --max-body-bytes (80): shed too.
         assert_eq!(status(&app, None).await, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status(&app, Some(40)).await, StatusCode::OK);

@@ -363,10 +363,11 @@ async fn connection(
             drive(TokioIo::new(tcp), &shared.http, &shared, conn, drain).await;
         }
         Some(acceptor) => {
-            let handshake_deadline = match (after(accepted, shared.timeouts.handshake), first_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let handshake_deadline =
+                match (after(accepted, shared.timeouts.handshake), first_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             let handshake = acceptor.accept(tcp);
             let tls = match handshake_deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, handshake).await {
@@ -520,7 +521,10 @@ mod tests {
         let age = Duration::from_secs(600);
         for _ in 0..1000 {
             let j = jittered(age);
-            assert!(j >= Duration::from_secs(540) && j <= Duration::from_secs(660), "{j:?}");
+            assert!(
+                j >= Duration::from_secs(540) && j <= Duration::from_secs(660),
+                "{j:?}"
+            );
         }
         // Huge ages (a flag set to "100years") must not panic.
         let _ = jittered(Duration::MAX);
