@@ -283,19 +283,28 @@ async fn silent_connections_are_closed_within_the_first_request_timeout_plus_a_s
     let srv = Serve::start("silent", &["--first-request-timeout", "1s"]).await;
     let mut tasks = Vec::new();
     for i in 0..60 {
-        let kind = ["tcp without TLS", "TLS http/1.1", "TLS h2 without preface"][i % 3];
+        let kind = [
+            "tcp without TLS",
+            "TLS http/1.1",
+            "TLS h2 without preface",
+            "TLS http/1.1 trickling its headers",
+        ][i % 4];
         let target = srv.target.clone();
         tasks.push((
             kind,
             tokio::spawn(async move {
                 let started = Instant::now();
-                match i % 3 {
+                match i % 4 {
                     0 => {
                         let tcp = TcpStream::connect(("127.0.0.1", target.port)).await?;
                         Ok::<_, io::Error>(closed_after(tcp, started).await)
                     }
                     1 => Ok(closed_after(target.tls(&[b"http/1.1"]).await?, started).await),
-                    _ => Ok(closed_after(target.tls(&[b"h2"]).await?, started).await),
+                    2 => Ok(closed_after(target.tls(&[b"h2"]).await?, started).await),
+                    _ => {
+                        let stream = target.tls(&[b"http/1.1"]).await?;
+                        Ok(slowloris(stream, started).await)
+                    }
                 }
             }),
         ));
@@ -319,6 +328,77 @@ async fn silent_connections_are_closed_within_the_first_request_timeout_plus_a_s
     post_ok(&srv.https(), &srv.url("/mutate"), &review())
         .await
         .expect("served");
+}
+
+/// Sends a request line and then one header byte every 100 ms (never finishing the headers);
+/// returns when the server closes the connection.
+async fn slowloris(
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    since: Instant,
+) -> Duration {
+    use tokio::io::AsyncWriteExt as _;
+    let (reader, mut writer) = tokio::io::split(stream);
+    let trickle = tokio::spawn(async move {
+        if writer
+            .write_all(b"POST /mutate HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            if writer.write_all(b"x").await.is_err() || writer.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let lived = closed_after(reader, since).await;
+    trickle.abort();
+    lived
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_server_sheds_silent_and_slow_clients_and_keeps_answering() {
+    let srv = Serve::start(
+        "admin",
+        &[
+            "--header-read-timeout",
+            "1s",
+            "--admin-max-connections",
+            "8",
+        ],
+    )
+    .await;
+    let admin = srv.admin;
+    // Fill the admin server with slow and silent clients, and more.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let tcp = TcpStream::connect(("127.0.0.1", admin)).await?;
+            Ok::<_, io::Error>(if i % 2 == 0 {
+                closed_after(tcp, started).await
+            } else {
+                slowloris(tcp, started).await
+            })
+        }));
+    }
+    for task in tasks {
+        let lived = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("still open after 10 s")
+            .expect("task")
+            .expect("connect");
+        // Beyond the cap: closed at once; within it: after the header timeout (1 s).
+        assert!(lived <= Duration::from_secs(2), "lived {lived:?}");
+    }
+    assert!(
+        srv.metric(r#"hookguard_connections_refused_total{server="admin"}"#)
+            .await
+            >= 1.0
+    );
+    assert!(srv.livez().await, "/livez answers once they are gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,10 +171,20 @@ impl Listener {
             refused,
         } = self;
         let slots = Arc::new(Semaphore::new(max_connections as usize));
+        // hyper-util asserts that a builder is narrowed to one protocol at most once.
+        let detects = http.is_http1_available() && http.is_http2_available();
         let shared = Arc::new(Shared {
             tls,
             app,
             timeouts,
+            http1: match detects {
+                true => http.clone().http1_only(),
+                false => http.clone(),
+            },
+            http2: match detects {
+                true => http.clone().http2_only(),
+                false => http.clone(),
+            },
             http,
         });
         loop {
@@ -224,7 +234,11 @@ struct Shared {
     tls: Option<TlsAcceptor>,
     app: Router,
     timeouts: Timeouts,
+    /// Detects the protocol from the first bytes (no ALPN).
     http: auto::Builder<TokioExecutor>,
+    /// For connections whose protocol ALPN settled.
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,12 +402,12 @@ async fn connection(
             };
             // ALPN decides the protocol; sniffing the first bytes is left to clients without it.
             let (protocol, http) = match tls.get_ref().1.alpn_protocol() {
-                Some(b"h2") => (Protocol::Http2, shared.http.clone().http2_only()),
-                Some(b"http/1.1") => (Protocol::Http1, shared.http.clone().http1_only()),
-                _ => (Protocol::Unknown, shared.http.clone()),
+                Some(b"h2") => (Protocol::Http2, &shared.http2),
+                Some(b"http/1.1") => (Protocol::Http1, &shared.http1),
+                _ => (Protocol::Unknown, &shared.http),
             };
             let conn = Arc::new(ConnState::new(accepted, protocol));
-            drive(TokioIo::new(tls), &http, &shared, conn, drain).await;
+            drive(TokioIo::new(tls), http, &shared, conn, drain).await;
         }
     }
 }
