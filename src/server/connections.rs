@@ -80,7 +80,9 @@ pub struct ConnectionOptions {
     pub http2_max_concurrent_streams: u32,
     /// Request body bytes all in-flight webhook requests may hold together (each reserves its
     /// Content-Length, or --max-body-bytes when unknown); beyond it requests get 503 at once.
-    #[arg(long, env = "HOOKGUARD_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Reading a body briefly takes about twice its size, so 32 MiB keeps the process near
+    /// 100 MiB under a flood, inside the chart's 128 Mi limit.
+    #[arg(long, env = "HOOKGUARD_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 32 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_body_bytes_in_flight: u64,
     /// Most open admin-server connections (/livez, /readyz, /metrics).
     #[arg(long, env = "HOOKGUARD_ADMIN_MAX_CONNECTIONS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
