@@ -113,6 +113,18 @@ pub struct JanitorLabels {
     pub mode: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    /// `webhook` or `admin`.
+    pub server: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    /// `body_budget`: the request body bytes in flight were at their limit.
+    pub reason: &'static str,
+}
+
 type GaugeI = Gauge<i64, AtomicI64>;
 
 type HistogramFamily = Family<WebhookLabels, Histogram, fn() -> Histogram>;
@@ -157,6 +169,8 @@ pub struct Metrics {
     pub hook_job_outcomes: Family<NamespaceOutcomeLabels, Counter>,
     pub hook_orphans: Family<NamespaceKindLabels, GaugeI>,
     pub janitor_deletions: Family<JanitorLabels, Counter>,
+    pub connections_refused: Family<ServerLabels, Counter>,
+    pub requests_shed: Family<ShedLabels, Counter>,
     namespace_label: bool,
     admission_namespaces: BoundedValues,
 }
@@ -300,6 +314,24 @@ impl Metrics {
             "Hook objects deleted by the janitor (mode=dry-run: only reported), by namespace, kind and reason",
             janitor_deletions.clone(),
         );
+        let connections_refused = Family::<ServerLabels, Counter>::default();
+        registry.register(
+            "hookguard_connections_refused",
+            "Connections closed at once because the server's connection limit was reached, by server (webhook, admin)",
+            connections_refused.clone(),
+        );
+        let requests_shed = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "hookguard_requests_shed",
+            "Webhook requests answered 503 at once instead of being served, by reason (body_budget)",
+            requests_shed.clone(),
+        );
+        for server in ["webhook", "admin"] {
+            let _ = connections_refused.get_or_create(&ServerLabels { server });
+        }
+        let _ = requests_shed.get_or_create(&ShedLabels {
+            reason: "body_budget",
+        });
         for cert in ["serving", "ca"] {
             let _ = cert_rotations.get_or_create(&CertLabels { cert });
         }
@@ -375,6 +407,8 @@ impl Metrics {
             hook_job_outcomes,
             hook_orphans,
             janitor_deletions,
+            connections_refused,
+            requests_shed,
             namespace_label,
             admission_namespaces: BoundedValues::new(MAX_ADMISSION_NAMESPACES),
         };

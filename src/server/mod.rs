@@ -1,5 +1,7 @@
 //! `hookguard serve`: the webhook over HTTPS and the admin server over plain HTTP.
 
+pub mod budget;
+pub mod connections;
 pub mod reload;
 pub mod routes;
 pub mod tls;
@@ -10,9 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
-use hyper_util::rt::TokioTimer;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -107,6 +106,8 @@ pub struct ServeOptions {
     pub metrics_namespace_label: bool,
     #[command(flatten)]
     pub inventory: crate::inventory::InventoryOptions,
+    #[command(flatten)]
+    pub connections: connections::ConnectionOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,14 +200,26 @@ pub async fn serve(
             source,
         })?;
     let admin_addr = admin_listener.local_addr()?;
-    let mut admin_stop = stop_rx.clone();
-    let admin = tokio::spawn(
-        axum::serve(admin_listener, routes::admin_router(state.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
+    let admin = connections::Listener {
+        listener: admin_listener,
+        tls: None,
+        app: routes::admin_router(state.clone()),
+        timeouts: connections::Timeouts {
+            first_request: opts.header_read_timeout,
+            handshake: opts.header_read_timeout,
+            idle: opts.connections.idle_timeout,
+            max_age: None,
+            close_grace: opts.shutdown_grace,
+        },
+        max_connections: opts.connections.admin_max_connections,
+        http: connections::admin_http(opts.header_read_timeout),
+        refused: state
+            .metrics
+            .connections_refused
+            .get_or_create(&crate::metrics::ServerLabels { server: "admin" })
+            .clone(),
+    };
+    let admin = tokio::spawn(admin.run(stop_rx.clone()));
 
     let mut dns = vec!["localhost".to_owned()];
     dns.extend(opts.dns.iter().cloned());
@@ -291,7 +304,6 @@ pub async fn serve(
         file_certificates(&opts, &state, dns, ips, stop_rx.clone())?
     };
     let server_config = tls::server_config(resolver, opts.client_ca.as_deref())?;
-    let rustls_config = RustlsConfig::from_config(Arc::new(server_config));
 
     // Watch the policy file.
     if let (Some(path), Some(bytes)) = (&opts.config, policy_bytes) {
@@ -333,35 +345,50 @@ pub async fn serve(
         source,
     })?;
     listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
-    let handle: Handle<SocketAddr> = Handle::new();
-    // TCP_NODELAY: small admission responses must not wait for Nagle's algorithm (with HTTP/2,
-    // which kube-apiserver uses for webhooks, the p99 otherwise jumps to tens of milliseconds).
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
-        .handshake_timeout(opts.header_read_timeout)
-        .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    let mut server = axum_server::from_tcp(listener)?
-        .acceptor(acceptor)
-        .handle(handle.clone());
-    server
-        .http_builder()
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
-        .keep_alive(true);
-    server
-        .http_builder()
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(30));
     let app = routes::webhook_router(
         state.clone(),
         Limits {
             max_body_bytes: opts.max_body_bytes,
             request_timeout: opts.request_timeout,
         },
-    );
-    let webhook = tokio::spawn(server.serve(app.into_make_service()));
+    )
+    .layer(axum::middleware::from_fn_with_state(
+        budget::BodyBudget::new(
+            opts.connections.max_body_bytes_in_flight,
+            opts.max_body_bytes,
+            state
+                .metrics
+                .requests_shed
+                .get_or_create(&crate::metrics::ShedLabels {
+                    reason: "body_budget",
+                })
+                .clone(),
+        ),
+        budget::limit_body_bytes,
+    ));
+    let webhook = connections::Listener {
+        listener,
+        tls: Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config))),
+        app,
+        timeouts: connections::Timeouts {
+            first_request: opts.connections.first_request_timeout,
+            handshake: opts.header_read_timeout,
+            idle: opts.connections.idle_timeout,
+            max_age: Some(opts.connections.max_connection_age),
+            close_grace: opts.shutdown_grace,
+        },
+        max_connections: opts.connections.max_connections,
+        http: connections::webhook_http(&opts.connections),
+        refused: state
+            .metrics
+            .connections_refused
+            .get_or_create(&crate::metrics::ServerLabels { server: "webhook" })
+            .clone(),
+    };
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let webhook = tokio::spawn(webhook.run(drain_rx));
 
     state.ready.store(true, Ordering::Relaxed);
     tracing::info!(%addr, %admin_addr, version = env!("CARGO_PKG_VERSION"), "hookguard serving");
@@ -377,11 +404,11 @@ pub async fn serve(
     if !opts.shutdown_delay.is_zero() {
         tokio::time::sleep(opts.shutdown_delay).await;
     }
-    handle.graceful_shutdown(Some(opts.shutdown_grace));
-    match webhook.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "webhook server ended with an error"),
-        Err(e) => tracing::warn!(error = %e, "webhook server task failed"),
+    // Closes the listener; HTTP/2 connections get GOAWAY, HTTP/1.1 ones `Connection: close`;
+    // in-flight requests finish within --shutdown-grace.
+    let _ = drain_tx.send(true);
+    if let Err(e) = webhook.await {
+        tracing::warn!(error = %e, "webhook server task failed");
     }
     let _ = stop_tx.send(true);
     if let Some(task) = inventory_task {
