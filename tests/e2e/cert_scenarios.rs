@@ -60,26 +60,17 @@ fn published(env: &Env) -> Vec<String> {
     published_in(env, NAME)
 }
 
-/// The caBundle (decoded PEM) of the single webhook of each configuration.
+/// The caBundle (decoded PEM) of every webhook of both configurations called `name`.
 fn published_in(env: &Env, name: &str) -> Vec<String> {
-    [
-        "mutatingwebhookconfiguration",
-        "validatingwebhookconfiguration",
-    ]
-    .iter()
-    .map(|kind| {
-        env.cluster
-            .get_json(&[kind, name])
-            .and_then(|c| {
-                c["webhooks"][0]["clientConfig"]["caBundle"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-            .and_then(|b| b64(&b).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    })
-    .collect()
+    env.cluster
+        .webhook_ca_bundles(name)
+        .iter()
+        .map(|b| {
+            b64(b)
+                .map(|pem| String::from_utf8_lossy(&pem).into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Applies the chart's webhook configurations (named `name`) for hookguard at `url`, rendered

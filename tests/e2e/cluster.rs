@@ -266,6 +266,34 @@ impl Pki {
         let sa = KeyPair::generate().map_err(e)?;
         write(&dir.join("sa.key"), &sa.serialize_pem())?;
         write(&dir.join("sa.pub"), &sa.public_key_pem())?;
+
+        // A CA of its own for the client certificate kube-apiserver presents to a webhook that
+        // requires mutual TLS: the cluster CA above also signs the admin certificate, which such
+        // a webhook must refuse.
+        let client_ca_key = KeyPair::generate().map_err(e)?;
+        let mut client_ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        client_ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        client_ca
+            .distinguished_name
+            .push(DnType::CommonName, "hookguard-e2e-webhook-client-ca");
+        client_ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        write(
+            &dir.join("webhook-client-ca.crt"),
+            &client_ca.self_signed(&client_ca_key).map_err(e)?.pem(),
+        )?;
+        let client_issuer = Issuer::new(client_ca, client_ca_key);
+        let key = KeyPair::generate().map_err(e)?;
+        let mut client = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver-webhook-client");
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = client.signed_by(&key, &client_issuer).map_err(e)?;
+        write(&dir.join("webhook-client.crt"), &cert.pem())?;
+        write(&dir.join("webhook-client.key"), &key.serialize_pem())?;
         Ok(Pki { dir })
     }
 
@@ -280,6 +308,10 @@ pub struct Cluster {
     pub work: PathBuf,
     pub kubeconfig: PathBuf,
     pub api_port: u16,
+    /// The loopback port of the one webhook address (`127.0.0.1:<port>`) to which kube-apiserver
+    /// presents a client certificate (see `webhook_admission_config`).
+    pub mtls_webhook_port: u16,
+    pki_dir: PathBuf,
     procs: Vec<Proc>,
 }
 
@@ -306,11 +338,15 @@ impl Cluster {
         let pki = Pki::create(work.join("pki"))?;
         let logs = work.join("logs");
         fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+        let mtls_webhook_port = free_port();
+        let admission_config = webhook_admission_config(&work, &pki, mtls_webhook_port)?;
         let mut cluster = Cluster {
             kubeconfig: work.join("admin.kubeconfig"),
             bin: bin.clone(),
             work: work.clone(),
             api_port: 0,
+            mtls_webhook_port,
+            pki_dir: pki.dir.clone(),
             procs: Vec::new(),
         };
 
@@ -360,6 +396,10 @@ impl Cluster {
                 // As kubeadm and most distributions run it; otherwise the API server itself
                 // rejects privileged pods before any validating webhook sees them.
                 "--allow-privileged=true".into(),
+                format!(
+                    "--admission-control-config-file={}",
+                    admission_config.display()
+                ),
             ],
             &[],
         )?);
@@ -463,6 +503,12 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// A file of the cluster's PKI, e.g. `webhook-client-ca.crt` (the CA of the client
+    /// certificate kube-apiserver presents to the mutual-TLS webhook address).
+    pub fn pki_file(&self, name: &str) -> PathBuf {
+        self.pki_dir.join(name)
+    }
+
     fn tool(&self, name: &str) -> Command {
         let mut c = Command::new(self.bin.join(name));
         c.env("KUBECONFIG", &self.kubeconfig)
@@ -546,6 +592,41 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).ok()
     }
 
+    /// The caBundle (base64, as stored; empty when unset) of every webhook of the mutating and of
+    /// the validating webhook configuration called `name`; one empty entry for a configuration
+    /// that does not exist or has no webhooks.
+    pub fn webhook_ca_bundles(&self, name: &str) -> Vec<String> {
+        let mut bundles = Vec::new();
+        for kind in [
+            "mutatingwebhookconfiguration",
+            "validatingwebhookconfiguration",
+        ] {
+            let config = self.get_json(&[kind, name]).unwrap_or_default();
+            let webhooks = config["webhooks"].as_array().cloned().unwrap_or_default();
+            if webhooks.is_empty() {
+                bundles.push(String::new());
+            }
+            bundles.extend(webhooks.iter().map(|w| {
+                w["clientConfig"]["caBundle"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            }));
+        }
+        bundles
+    }
+
+    /// Waits until `kubectl get <args>` answers NotFound (e.g. `-n NS pod/NAME`, `namespace NS`).
+    pub fn wait_gone(&self, args: &[&str], timeout: Duration) -> Result<()> {
+        let mut get = vec!["get"];
+        get.extend_from_slice(args);
+        wait_for(&format!("{} to be gone", args.join(" ")), timeout, || {
+            let out = self.kubectl(&get);
+            (!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound"))
+                .then_some(())
+        })
+    }
+
     /// Creates a namespace and waits for its default ServiceAccount (Pods need it).
     pub fn namespace(&self, name: &str) -> Result<()> {
         let _ = self.kubectl(&["create", "namespace", name]);
@@ -589,6 +670,39 @@ impl Drop for Cluster {
             p.stop(Duration::from_secs(5));
         }
     }
+}
+
+/// kube-apiserver's AdmissionConfiguration: both webhook admission plugins read a kubeconfig
+/// whose only user entry is named `127.0.0.1:<port>`, so the API server presents the client
+/// certificate `webhook-client.crt` to a webhook at exactly that address (entries are matched by
+/// the host and port of the webhook's URL; a Service webhook's by `<svc>.<ns>.svc[:port]`) and to
+/// no other: every other scenario's webhooks are called without one, as before.
+fn webhook_admission_config(work: &Path, pki: &Pki, port: u16) -> Result<PathBuf> {
+    let kubeconfig = work.join("webhook-client.kubeconfig");
+    write(
+        &kubeconfig,
+        &format!(
+            "apiVersion: v1\nkind: Config\nusers:\n- name: \"127.0.0.1:{port}\"\n  user:\n    client-certificate: {}\n    client-key: {}\n",
+            pki.path("webhook-client.crt"),
+            pki.path("webhook-client.key")
+        ),
+    )?;
+    let plugin = |name: &str| {
+        format!(
+            "- name: {name}\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: WebhookAdmissionConfiguration\n    kubeConfigFile: {}\n",
+            kubeconfig.display()
+        )
+    };
+    let config = work.join("admission-config.yaml");
+    write(
+        &config,
+        &format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n{}{}",
+            plugin("ValidatingAdmissionWebhook"),
+            plugin("MutatingAdmissionWebhook")
+        ),
+    )?;
+    Ok(config)
 }
 
 /// Flags kube-controller-manager and kube-scheduler share: admin kubeconfig for everything,
@@ -825,8 +939,20 @@ impl Served {
         args: &[String],
         env: &[(&str, String)],
     ) -> Result<Served> {
+        Served::start_at(free_port(), name, dir, args, env)
+    }
+
+    /// The same, with the webhook on `127.0.0.1:port` (an address the API server was configured
+    /// for, e.g. `Cluster::mtls_webhook_port`).
+    pub fn start_at(
+        port: u16,
+        name: &str,
+        dir: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Result<Served> {
         fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let (port, admin_port) = (free_port(), free_port());
+        let admin_port = free_port();
         let mut all = vec![
             "serve".to_owned(),
             format!("--addr=127.0.0.1:{port}"),

@@ -10,9 +10,11 @@ mod cert_scenarios;
 mod chart;
 mod cluster;
 mod dashboard_scenarios;
+mod delete_scenarios;
 mod helm_scenarios;
 mod inventory_scenarios;
 mod latency;
+mod ratchet_scenarios;
 mod scenarios;
 
 use std::panic::AssertUnwindSafe;
@@ -34,7 +36,16 @@ pub const DEFAULT_POLICY: &str = "exemptions:\n  namespaces: [kube-system, \"e2e
 impl Env {
     /// Renders the chart's webhook configurations for hookguard's URL and CA and applies them.
     pub fn register_webhooks(&self) -> Result<()> {
-        let hg = self.hookguard.lock().map_err(|e| e.to_string())?;
+        let (url, ca_bundle) = {
+            let hg = self.hookguard.lock().map_err(|e| e.to_string())?;
+            (hg.url(), hg.ca_bundle.clone())
+        };
+        self.register_webhooks_for(&url, &ca_bundle)
+    }
+
+    /// The same for a hookguard at `url` whose certificate `ca_bundle` (base64 PEM) verifies: the
+    /// configurations keep their names, so this replaces the suite's until `register_webhooks`.
+    pub fn register_webhooks_for(&self, url: &str, ca_bundle: &str) -> Result<()> {
         let chart = repo().join("charts/hookguard");
         let out = self.cluster.run(
             "helm",
@@ -47,9 +58,9 @@ impl Env {
                 "--show-only",
                 "templates/webhooks.yaml",
                 "--set",
-                &format!("webhook.url={}", hg.url()),
+                &format!("webhook.url={url}"),
                 "--set",
-                &format!("webhook.caBundle={}", hg.ca_bundle),
+                &format!("webhook.caBundle={ca_bundle}"),
             ],
             None,
         );
@@ -88,6 +99,8 @@ fn main() -> ExitCode {
     all.extend_from_slice(cert_scenarios::ALL);
     all.extend_from_slice(inventory_scenarios::ALL);
     all.extend_from_slice(dashboard_scenarios::ALL);
+    all.extend_from_slice(delete_scenarios::ALL);
+    all.extend_from_slice(ratchet_scenarios::ALL);
     let selected: Vec<Scenario> = all
         .into_iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))

@@ -27,7 +27,7 @@ pub const ALL: &[Scenario] = &[
     ),
 ];
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

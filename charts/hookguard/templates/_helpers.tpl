@@ -81,6 +81,11 @@ exactly when the flag that needs it is passed.
 {{- if and .Values.leaderElection.enabled (or (include "hookguard.inventory" .) (include "hookguard.janitor" .)) }}true{{ end -}}
 {{- end -}}
 
+{{/* Mutual TLS on the webhook port (webhook.clientCA), for the in-cluster Deployment. */}}
+{{- define "hookguard.clientCA" -}}
+{{- if and (include "hookguard.inCluster" .) .Values.webhook.clientCA.enabled }}true{{ end -}}
+{{- end -}}
+
 {{/* True when hookguard talks to the Kubernetes API at all (and so needs a token). */}}
 {{- define "hookguard.needsAPI" -}}
 {{- if or (include "hookguard.selfManaged" .) (include "hookguard.inventory" .) (include "hookguard.janitor" .) }}true{{ end -}}
@@ -157,18 +162,24 @@ caBundle: {{ . }}
 {{- end -}}
 
 {{/*
-What both webhooks share. matchConditions (CEL, evaluated by the API server) send only objects that
-carry helm.sh/hook, and DELETEs of such objects (object is null on DELETE, oldObject on CREATE).
-resources "*" matches no subresources. The release namespace and excludeNamespaces are never sent,
-so hookguard can never block its own recovery.
+What every webhook shares; argument: (list $ (list "CREATE" "UPDATE")). The rules list the
+operations. matchConditions (CEL, evaluated by the API server) send only objects that carry
+helm.sh/hook (the object read is oldObject on DELETE, where object is null, and object otherwise)
+and that are not being deleted: hookguard never denies or mutates an object that has a
+deletionTimestamp, so the UPDATEs that finish a deletion (the garbage collector or a controller
+removing its finalizer) never wait for hookguard, and a DELETE of an object that is already
+terminating (the kubelet's final delete of a Pod) is not counted twice. resources "*" matches no
+subresources. The release namespace and excludeNamespaces are never sent, so hookguard can never
+block its own recovery.
 */}}
 {{- define "hookguard.webhookCommon" -}}
-{{- $root := . -}}
+{{- $root := index . 0 -}}
+{{- $operations := index . 1 -}}
 rules:
   - apiGroups: ["*"]
     apiVersions: ["*"]
     resources: ["*"]
-    operations: ["CREATE", "UPDATE", "DELETE"]
+    operations: {{ toJson $operations }}
     scope: "*"
 matchConditions:
   - name: helm-hooks-only
@@ -176,6 +187,10 @@ matchConditions:
       (request.operation == 'DELETE' ? oldObject : object) != null &&
       has((request.operation == 'DELETE' ? oldObject : object).metadata.annotations) &&
       'helm.sh/hook' in (request.operation == 'DELETE' ? oldObject : object).metadata.annotations
+  - name: not-being-deleted
+    expression: >-
+      (request.operation == 'DELETE' ? oldObject : object) == null ||
+      !has((request.operation == 'DELETE' ? oldObject : object).metadata.deletionTimestamp)
 namespaceSelector:
   matchExpressions:
     - key: kubernetes.io/metadata.name
@@ -186,7 +201,6 @@ namespaceSelector:
         {{- end }}
 sideEffects: None
 admissionReviewVersions: ["v1"]
-timeoutSeconds: {{ $root.Values.webhook.timeoutSeconds }}
 {{- end -}}
 
 {{/*
@@ -217,6 +231,14 @@ ranges first; these also hold with --skip-schema-validation).
 {{- $days := int .Values.metrics.prometheusRule.certExpiryDays -}}
 {{- if and .Values.metrics.prometheusRule.enabled (gt $days 0) (ge (mul $days 86400) $sr) -}}
 {{- fail (printf "metrics.prometheusRule.certExpiryDays (%d) must be below certs.selfManaged.servingRenewBefore (%s): hookguard renews the certificate at that point, so the alert would fire in every renewal cycle (0 picks half of it)" $days $c.servingRenewBefore) -}}
+{{- end -}}
+{{- end -}}
+{{- if include "hookguard.clientCA" . -}}
+{{- $ca := .Values.webhook.clientCA -}}
+{{- $sources := 0 -}}
+{{- range (list $ca.pem $ca.existingConfigMap $ca.existingSecret) }}{{ if . }}{{ $sources = add1 $sources }}{{ end }}{{ end -}}
+{{- if ne (int $sources) 1 -}}
+{{- fail (printf "webhook.clientCA.enabled needs exactly one of webhook.clientCA.pem (the CA's PEM), webhook.clientCA.existingConfigMap or webhook.clientCA.existingSecret (holding the PEM under webhook.clientCA.key); %d are set" (int $sources)) -}}
 {{- end -}}
 {{- end -}}
 {{- if and .Values.janitor.enabled (not .Values.janitor.namespaces) -}}

@@ -70,10 +70,12 @@ pub(super) fn check_deployment(
 
 /// Restart behaviour, hardening, shutdown time and the ServiceAccount token of the pod template.
 fn check_pod_security(pod: &Value, api: bool) -> Result<()> {
+    // Only the client CA, which hookguard reads once at start, rolls the pods when it changes.
     ensure(
-        pod["metadata"]["annotations"]
-            .as_object()
-            .is_none_or(|a| !a.keys().any(|k| k.contains("checksum"))),
+        pod["metadata"]["annotations"].as_object().is_none_or(|a| {
+            !a.keys()
+                .any(|k| k.contains("checksum") && k != "checksum/client-ca")
+        }),
         || "a checksum annotation would restart the pods on every policy change".into(),
     )?;
     let spec = &pod["spec"];

@@ -112,8 +112,17 @@ fn value_sets_accepted(env: &Env, ns: &str) -> Result<BTreeSet<String>> {
             [MONITORING_AND_NETPOL, &["certs.mode=certManager"]].concat(),
         ),
         (
-            "existingSecret, 1 replica, no inventory",
-            [EXISTING_SECRET, &["replicas=1", "inventory.enabled=false"]].concat(),
+            "existingSecret, 1 replica, no inventory, client CA from a Secret",
+            [
+                EXISTING_SECRET,
+                &[
+                    "replicas=1",
+                    "inventory.enabled=false",
+                    "webhook.clientCA.enabled=true",
+                    "webhook.clientCA.existingSecret=apiserver-client-ca",
+                ],
+            ]
+            .concat(),
         ),
         (
             "webhook.url",

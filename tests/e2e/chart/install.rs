@@ -75,8 +75,8 @@ impl Release<'_> {
         get(self.env, args)
     }
 
-    /// The caBundles of (mutating, validating) configuration `name`.
-    fn ca_bundles(&self) -> Result<[String; 2]> {
+    /// The caBundles of every webhook of the configurations called `name`.
+    fn ca_bundles(&self) -> Result<Vec<String>> {
         webhook_ca_bundles(self.env, self.name)
     }
 }
@@ -296,7 +296,7 @@ fn check_installed(r: &Release, secret_name: &str, policy_name: &str) -> Result<
 /// Upgrades while hookguard is stopped, so only Helm acts: the caBundle hookguard patched in
 /// survives (Helm 3's three-way merge, Helm 4's server-side apply), also when the Deployment
 /// changes.
-fn upgrades_keep_the_ca_bundle(r: &Release, bundles: &[String; 2]) -> Result<()> {
+fn upgrades_keep_the_ca_bundle(r: &Release, bundles: &[String]) -> Result<()> {
     r.helm("upgrade", &[])?;
     ensure(r.ca_bundles()? == *bundles, || {
         "helm upgrade removed or changed the caBundle hookguard patched in".into()

@@ -19,9 +19,11 @@
 //! values), `deployment` (what the chart promises about the pod), `rbac`, `alerts` (promtool, the
 //! alert unit tests, exported metric names), `dry_run` (kube-apiserver's validation), `install`
 //! (install/upgrade/uninstall), `container` (the Deployment's container run locally), `deploy`
-//! (`deploy/` and its drift check). This file holds what several of them use.
+//! (`deploy/` and its drift check), `client_ca` (webhook.clientCA rendered, and scenario 17: mutual
+//! TLS through the API server). This file holds what several of them use.
 
 mod alerts;
+mod client_ca;
 mod container;
 mod deploy;
 mod deployment;
@@ -57,6 +59,10 @@ pub const ALL: &[Scenario] = &[
     (
         "11-chart-deploy-manifests-current",
         deploy::deploy_manifests_current,
+    ),
+    (
+        "17-mtls-client-certificates-from-the-api-server",
+        client_ca::mutual_tls_through_the_api_server,
     ),
 ];
 
@@ -157,7 +163,18 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// The two webhook configurations: (mutating, validating).
+/// Every webhook of every webhook configuration rendered.
+fn all_webhooks(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| {
+            d["kind"] == "MutatingWebhookConfiguration"
+                || d["kind"] == "ValidatingWebhookConfiguration"
+        })
+        .flat_map(|d| d["webhooks"].as_array().into_iter().flatten())
+        .collect()
+}
+
+/// The first webhook of each of the two configurations: (mutating, validating).
 fn webhooks(docs: &[Value]) -> Result<(&Value, &Value)> {
     Ok((
         &one(docs, "MutatingWebhookConfiguration")?["webhooks"][0],
@@ -197,15 +214,8 @@ fn get(env: &Env, args: &[&str]) -> Result<Value> {
         .ok_or_else(|| format!("kubectl get {} failed", args.join(" ")))
 }
 
-/// The caBundles of the (mutating, validating) webhook configurations called `name`.
-fn webhook_ca_bundles(env: &Env, name: &str) -> Result<[String; 2]> {
-    let m = get(env, &["mutatingwebhookconfiguration", name])?;
-    let v = get(env, &["validatingwebhookconfiguration", name])?;
-    let ca = |c: &Value| {
-        c["webhooks"][0]["clientConfig"]["caBundle"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    Ok([ca(&m), ca(&v)])
+/// The caBundle of every webhook of the (mutating, validating) configurations called `name`
+/// (`Cluster::webhook_ca_bundles`).
+fn webhook_ca_bundles(env: &Env, name: &str) -> Result<Vec<String>> {
+    Ok(env.cluster.webhook_ca_bundles(name))
 }

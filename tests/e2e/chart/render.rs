@@ -12,8 +12,9 @@ use super::alerts::{self, BASE_ALERTS, alert_names};
 use super::deployment::{Tls, check_deployment, container_args, forbid_arg, require_args};
 use super::rbac::{Grant, check_rbac};
 use super::{
-    EXISTING_SECRET, MONITORING_AND_NETPOL, NS, REL, chart, check_dashboard_configmap, kinds,
-    named, of_kind, one, render, render_values, run_ok, schema, set, webhooks,
+    EXISTING_SECRET, MONITORING_AND_NETPOL, NS, REL, all_webhooks, chart,
+    check_dashboard_configmap, client_ca, kinds, named, of_kind, one, render, render_values,
+    run_ok, schema, set, strings, webhooks,
 };
 use crate::Env;
 use crate::cluster::{Result, ensure, out_text, repo};
@@ -53,6 +54,8 @@ pub(super) fn lint_render_and_schema(env: &Env) -> Result<()> {
     janitor_with_leader_election(env)?;
     dashboard_values(env)?;
     webhook_url(env)?;
+    count_deletes_values(env)?;
+    client_ca::client_ca_values(env)?;
     one_replica(env)?;
     monitoring_and_network_policy(env)?;
     alerts_follow_features(env)?;
@@ -135,11 +138,21 @@ fn excluded_namespaces(webhook: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// Both webhooks call the Service, without a caBundle, skipping kube-system and the release's own
-/// namespace; mutating fails open, validating closed.
+/// Every webhook calls the Service, without a caBundle, skipping kube-system and the release's
+/// own namespace, with the same matchConditions; mutating fails open, validating closed; DELETEs
+/// only reach the fail-open count-deletes webhook.
 fn default_webhooks(bin: &str, docs: &[Value]) -> Result<()> {
-    let (m, v) = webhooks(docs)?;
-    for w in [m, v] {
+    let all = all_webhooks(docs);
+    ensure(
+        names(&all)
+            == [
+                "mutate.hookguard.io",
+                "validate.hookguard.io",
+                "count-deletes.hookguard.io",
+            ],
+        || format!("{bin}: webhooks {:?}", names(&all)),
+    )?;
+    for w in &all {
         // hookguard patches it in; a rendered value would be put back by every upgrade.
         ensure(w["clientConfig"]["caBundle"].is_null(), || {
             format!("{bin}: selfManaged renders a caBundle")
@@ -153,10 +166,96 @@ fn default_webhooks(bin: &str, docs: &[Value]) -> Result<()> {
         ensure(excluded_namespaces(w) == set(&["kube-system", NS]), || {
             format!("excluded namespaces {:?}", excluded_namespaces(w))
         })?;
+        ensure(
+            w["matchConditions"] == all[0]["matchConditions"]
+                && strings_at(&w["matchConditions"], "name")
+                    == ["helm-hooks-only", "not-being-deleted"],
+            || format!("{}: matchConditions {}", w["name"], w["matchConditions"]),
+        )?;
     }
+    let (m, v) = webhooks(docs)?;
+    let count = all[2];
     ensure(
         m["failurePolicy"] == "Ignore" && v["failurePolicy"] == "Fail",
         || "default failure policies changed".into(),
+    )?;
+    ensure(
+        operations(m) == ["CREATE", "UPDATE"]
+            && operations(v) == ["CREATE", "UPDATE"]
+            && m["timeoutSeconds"] == 5
+            && v["timeoutSeconds"] == 5,
+        || format!("{bin}: mutate/validate rules {} {}", m["rules"], v["rules"]),
+    )?;
+    ensure(
+        operations(count) == ["DELETE"]
+            && count["failurePolicy"] == "Ignore"
+            && count["timeoutSeconds"] == 2
+            && count["clientConfig"]["service"]["path"] == "/validate",
+        || format!("{bin}: count-deletes webhook {count}"),
+    )?;
+    no_fail_closed_delete(docs)
+}
+
+fn names<'a>(webhooks: &[&'a Value]) -> Vec<&'a str> {
+    webhooks.iter().filter_map(|w| w["name"].as_str()).collect()
+}
+
+/// The `field` of every element of a JSON array.
+fn strings_at(array: &Value, field: &str) -> Vec<String> {
+    array
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e[field].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The operations of all rules of a webhook.
+fn operations(webhook: &Value) -> Vec<String> {
+    webhook["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| strings(&r["operations"]))
+        .collect()
+}
+
+/// No webhook that fails closed is ever called for a DELETE.
+fn no_fail_closed_delete(docs: &[Value]) -> Result<()> {
+    for w in all_webhooks(docs) {
+        let ops = operations(w);
+        ensure(
+            w["failurePolicy"] != "Fail" || !ops.iter().any(|o| o == "DELETE" || o == "*"),
+            || format!("{} fails closed on DELETE: {ops:?}", w["name"]),
+        )?;
+    }
+    Ok(())
+}
+
+/// webhook.countDeletes: off, no webhook sees DELETE at all; with both webhooks on Fail the count
+/// stays on Ignore, with its own timeout.
+fn count_deletes_values(env: &Env) -> Result<()> {
+    let docs = render_values(env, &["webhook.countDeletes.enabled=false"])?;
+    let all = all_webhooks(&docs);
+    ensure(
+        names(&all) == ["mutate.hookguard.io", "validate.hookguard.io"]
+            && !all
+                .iter()
+                .any(|w| operations(w).contains(&"DELETE".to_owned())),
+        || format!("countDeletes.enabled=false renders {:?}", names(&all)),
+    )?;
+    let docs = render_values(
+        env,
+        &[
+            "webhook.mutating.failurePolicy=Fail",
+            "webhook.countDeletes.timeoutSeconds=1",
+        ],
+    )?;
+    no_fail_closed_delete(&docs)?;
+    let count = all_webhooks(&docs)[2];
+    ensure(
+        count["failurePolicy"] == "Ignore" && count["timeoutSeconds"] == 1,
+        || format!("count-deletes webhook {count}"),
     )
 }
 
@@ -296,7 +395,9 @@ fn cert_manager(env: &Env) -> Result<()> {
             || format!("{kind} lacks cert-manager.io/inject-ca-from"),
         )?;
         ensure(
-            cfg["webhooks"][0]["clientConfig"]["caBundle"].is_null(),
+            cfg["webhooks"]
+                .as_array()
+                .is_some_and(|ws| ws.iter().all(|w| w["clientConfig"]["caBundle"].is_null())),
             || format!("{kind} has a caBundle the cainjector would fight with"),
         )?;
     }
@@ -318,10 +419,11 @@ fn existing_secret(env: &Env) -> Result<()> {
             && of_kind(&docs, "Issuer").is_empty(),
         || format!("existingSecret mode renders {:?}", kinds(&docs)),
     )?;
-    let (m, v) = webhooks(&docs)?;
     ensure(
-        m["clientConfig"]["caBundle"] == "QUJD" && v["clientConfig"]["caBundle"] == "QUJD",
-        || "webhook.caBundle not used".into(),
+        all_webhooks(&docs)
+            .iter()
+            .all(|w| w["clientConfig"]["caBundle"] == "QUJD"),
+        || "webhook.caBundle not used by every webhook".into(),
     )?;
     rendered_deployment(&docs, Tls::Mounted("my-tls"), true)?;
     Ok(())
@@ -441,9 +543,11 @@ fn webhook_url(env: &Env) -> Result<()> {
         || format!("url mode renders {:?}", kinds(&docs)),
     )?;
     let (m, v) = webhooks(&docs)?;
+    let count = all_webhooks(&docs)[2];
     ensure(
         m["clientConfig"]["url"] == "https://hookguard.example:8443/mutate"
             && v["clientConfig"]["url"] == "https://hookguard.example:8443/validate"
+            && count["clientConfig"] == v["clientConfig"]
             && m["clientConfig"]["service"].is_null()
             && m["clientConfig"]["caBundle"] == "QUJD",
         || format!("url mode clientConfig {}", m["clientConfig"]),

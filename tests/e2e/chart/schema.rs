@@ -84,6 +84,28 @@ const REFUSED: &[Refused] = &[
         &["leaderElection.leaseDuration=15"],
         "/leaderElection/leaseDuration",
     ),
+    (
+        &["webhook.countDeletes.timeoutSeconds=0"],
+        "/webhook/countDeletes/timeoutSeconds",
+    ),
+    // A DELETE webhook that fails closed is not a choice.
+    (
+        &["webhook.countDeletes.failurePolicy=Fail"],
+        "'failurePolicy'",
+    ),
+    (&["webhook.clientCA.pem=QUJD"], "/webhook/clientCA/pem"),
+    (
+        &["webhook.clientCA.enabled=true"],
+        "webhook.clientCA.enabled needs exactly one of",
+    ),
+    (
+        &[
+            "webhook.clientCA.enabled=true",
+            "webhook.clientCA.existingSecret=a",
+            "webhook.clientCA.existingConfigMap=b",
+        ],
+        "2 are set",
+    ),
 ];
 
 /// Refused with `--skip-schema-validation` too: the render checks explain what is missing.
@@ -95,6 +117,10 @@ const REFUSED_WITHOUT_SCHEMA: &[Refused] = &[
     (
         &["janitor.enabled=true"],
         "janitor.enabled needs janitor.namespaces",
+    ),
+    (
+        &["webhook.clientCA.enabled=true"],
+        "webhook.clientCA.enabled needs exactly one of",
     ),
 ];
 
