@@ -20,6 +20,7 @@ test: check unit fuzz-short e2e
 ## Formatting and lints (warnings are errors).
 check:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test e2e -- -D warnings
 

@@ -282,7 +282,7 @@ enum Change {
     StartDeletion,
     AddLabel,
     Annotation(&'static str, String),
-    Replace(Object),
+    Replace(Box<Object>),
 }
 
 fn change(kind: Kind) -> BoxedStrategy<Change> {
@@ -295,7 +295,7 @@ fn change(kind: Kind) -> BoxedStrategy<Change> {
         annotation(WEIGHTS).prop_map(|v| Change::Annotation("helm.sh/hook-weight", v)),
         annotation(DELETE_POLICIES)
             .prop_map(|v| Change::Annotation("helm.sh/hook-delete-policy", v)),
-        object(kind).prop_map(Change::Replace),
+        object(kind).prop_map(|o| Change::Replace(Box::new(o))),
     ]
     .boxed()
 }
@@ -311,7 +311,7 @@ fn apply(change: Change, old: &Object) -> Object {
             .get_or_insert_with(Vec::new)
             .push(("team".to_owned(), "a".to_owned())),
         Change::Annotation(key, value) => new.set_annotation(key, value),
-        Change::Replace(object) => new = object,
+        Change::Replace(object) => new = *object,
     }
     new
 }
