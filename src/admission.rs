@@ -15,6 +15,15 @@ use crate::policy::{Decision, EngineError, Operation, Policy, Request, Skip, eva
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
 
+/// No response is larger than this, whatever the request: messages are capped per rule, values
+/// from the object are echoed cut, and a response that would still be larger is answered with a
+/// short one (see [`review`]).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The API server's uids are 36-byte UUIDs; a longer one is not from an API server, and echoing
+/// it would let a request choose the size of its response.
+pub const MAX_UID_BYTES: usize = 128;
+
 /// Which endpoint is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Webhook {
@@ -118,6 +127,8 @@ pub enum AdmissionError {
     UnsupportedKind(String),
     #[error("unknown operation {0:?}")]
     UnknownOperation(String),
+    #[error("request.uid is {0} bytes long; an API server's uid is a 36-byte UUID")]
+    UidTooLong(usize),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -154,8 +165,12 @@ pub fn review(
         return Err(AdmissionError::UnsupportedKind(k.to_owned()));
     }
     let req = review.request.ok_or(AdmissionError::MissingRequest)?;
-    let operation = Operation::parse(&req.operation)
-        .ok_or_else(|| AdmissionError::UnknownOperation(req.operation.to_string()))?;
+    if req.uid.len() > MAX_UID_BYTES {
+        return Err(AdmissionError::UidTooLong(req.uid.len()));
+    }
+    let operation = Operation::parse(&req.operation).ok_or_else(|| {
+        AdmissionError::UnknownOperation(crate::hook::truncate_str(&req.operation, 32).to_owned())
+    })?;
     let namespace = req.namespace.as_deref().unwrap_or_default();
     let engine_req = Request {
         operation,
@@ -167,12 +182,15 @@ pub fn review(
         old_object: req.old_object.as_ref(),
     };
     let decision = evaluate(policy, &engine_req)?;
+    // Names and kinds come from the request: cut them for messages, logs and metrics.
     let name = req
         .object
         .as_ref()
         .or(req.old_object.as_ref())
         .map(Object::display_name)
+        .map(|n| cut(&n).to_owned())
         .unwrap_or_default();
+    let kind = cut(&req.kind.kind);
 
     let mut response = ResponseOut {
         uid: &req.uid,
@@ -217,6 +235,11 @@ pub fn review(
             if !fired.is_empty() {
                 response.audit_annotations.insert("rules", fired.join(","));
             }
+            if !decision.ratcheted.is_empty() {
+                response
+                    .audit_annotations
+                    .insert("ratcheted", decision.ratcheted.join(","));
+            }
             if decision.allowed() {
                 "allowed"
             } else {
@@ -224,7 +247,7 @@ pub fn review(
                 response.status = Some(StatusOut {
                     code: 403,
                     reason: "Forbidden",
-                    message: denial_message(&req.kind.kind, &name, &decision),
+                    message: denial_message(kind, &name, &decision),
                 });
                 "denied"
             }
@@ -240,18 +263,47 @@ pub fn review(
         kind: KIND,
         response,
     };
-    let bytes = serde_json::to_vec(&out)?;
+    let mut bytes = serde_json::to_vec(&out)?;
+    if bytes.len() > MAX_RESPONSE_BYTES {
+        // Unreachable by construction (each part is capped); kept so that no input can ever
+        // choose the size of the answer. The decision stands, only the explanation is cut.
+        bytes = short_response(out.response)?;
+    }
     let outcome = Outcome {
         operation,
-        group: req.kind.group.to_string(),
-        kind: req.kind.kind.to_string(),
-        namespace: namespace.to_owned(),
+        group: cut(&req.kind.group).to_owned(),
+        kind: kind.to_owned(),
+        namespace: cut(namespace).to_owned(),
         result,
         name,
         uid: req.uid.to_string(),
         decision,
     };
     Ok((bytes, outcome))
+}
+
+/// Longest name, kind, group or namespace kept for messages, logs and metrics (Kubernetes names
+/// are at most 253 bytes).
+const MAX_NAME_BYTES: usize = 253;
+
+fn cut(s: &str) -> &str {
+    crate::hook::truncate_str(s, MAX_NAME_BYTES)
+}
+
+/// The same answer without warnings, audit annotations and with a short message.
+fn short_response(mut response: ResponseOut<'_>) -> Result<Vec<u8>, serde_json::Error> {
+    response.warnings = vec![format!(
+        "hookguard: the full answer exceeded {MAX_RESPONSE_BYTES} bytes; warnings were dropped"
+    )];
+    response.audit_annotations.clear();
+    if let Some(status) = &mut response.status {
+        status.message = crate::hook::truncate_str(&status.message, 4096).to_owned();
+    }
+    serde_json::to_vec(&ReviewOut {
+        api_version: API_VERSION,
+        kind: KIND,
+        response,
+    })
 }
 
 /// The message a user sees after `admission webhook "..." denied the request: `.

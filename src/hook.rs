@@ -5,6 +5,7 @@
 //! delete and log policies are stored without validation; the weight goes through Go's
 //! `strconv.Atoi` and any error silently becomes 0.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// `helm.sh/hook`
@@ -120,27 +121,132 @@ impl OutputLogPolicy {
     }
 }
 
-/// One item of a comma list: the text Helm ends up with, and what it means if Helm knows it.
+/// At most this many distinct unknown items are kept per list (for messages and ratcheting); the
+/// others are only counted. Real hook annotations hold a handful of items; a forged one may hold a
+/// million, and each kept item costs memory and message bytes.
+pub const MAX_KEPT_UNKNOWN: usize = 8;
+
+/// Items (and weights) longer than this many bytes are kept truncated: no spelling Helm knows is
+/// this long, so such an item is unknown whatever its tail says.
+pub const MAX_ITEM_BYTES: usize = 64;
+
+/// An item Helm does not know, as Helm ends up with it (trimmed, lower-cased).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item<T> {
-    /// The trimmed, lower-cased text exactly as Helm keeps it.
+pub struct UnknownItem {
+    /// The normalized text, or its first [`MAX_ITEM_BYTES`] when `len` is larger.
     pub text: String,
-    pub known: Option<T>,
+    /// Length in bytes of the trimmed item before normalizing.
+    pub len: usize,
+}
+
+impl UnknownItem {
+    /// Whether `text` is only the beginning of the item.
+    pub fn is_truncated(&self) -> bool {
+        self.len > MAX_ITEM_BYTES
+    }
+}
+
+impl fmt::Display for UnknownItem {
+    /// Quoted like `{:?}`, with a note of the length when truncated.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_truncated() {
+            write!(f, "{:?}... ({} bytes)", self.text, self.len)
+        } else {
+            write!(f, "{:?}", self.text)
+        }
+    }
+}
+
+/// One comma list, parsed the way Helm parses it, in bounded memory: the known values (each at
+/// most once) and the first few distinct unknown items, whatever the length of the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookList<T> {
+    /// Known values, deduplicated, in first-seen order.
+    pub known: Vec<T>,
+    /// Distinct unknown items, first seen first, at most [`MAX_KEPT_UNKNOWN`].
+    pub unknown: Vec<UnknownItem>,
+    /// Unknown items that are not among `unknown` (found after it was full).
+    pub unknown_not_kept: usize,
+}
+
+impl<T> HookList<T> {
+    pub fn has_unknown(&self) -> bool {
+        !self.unknown.is_empty()
+    }
 }
 
 /// Splits an annotation value the way Helm does: on `,`, each item trimmed and lower-cased.
 /// An empty value yields one empty item, as Go's `strings.Split("", ",")` does.
-pub fn split_helm_list(value: &str) -> impl Iterator<Item = String> + '_ {
-    value.split(',').map(|item| item.trim().to_lowercase())
+pub fn split_helm_list(value: &str) -> impl Iterator<Item = Cow<'_, str>> + '_ {
+    value.split(',').map(|item| go_lower(item.trim()))
 }
 
-fn parse_list<T>(value: &str, known: impl Fn(&str) -> Option<T>) -> Vec<Item<T>> {
-    split_helm_list(value)
-        .map(|text| {
-            let known = known(&text);
-            Item { text, known }
-        })
-        .collect()
+/// Go's `strings.ToLower`: every rune through `unicode.ToLower`, the simple (one rune to one
+/// rune) mapping. Rust's `to_lowercase` uses the full mapping, which differs for U+0130 (Go: `i`,
+/// Rust: `i` plus a combining dot). Borrows when nothing changes, the common case.
+pub fn go_lower(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| match c {
+                '\u{130}' => 'i',
+                c => c.to_lowercase().next().unwrap_or(c),
+            })
+            .collect(),
+    )
+}
+
+/// The first `max` bytes of `s`, cut at a character boundary.
+pub fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn parse_list<T: Copy + PartialEq>(value: &str, known: impl Fn(&str) -> Option<T>) -> HookList<T> {
+    let mut list = HookList {
+        known: Vec::new(),
+        unknown: Vec::new(),
+        unknown_not_kept: 0,
+    };
+    for raw in value.split(',') {
+        let raw = raw.trim();
+        let (text, len) = if raw.len() > MAX_ITEM_BYTES {
+            (go_lower(truncate_str(raw, MAX_ITEM_BYTES)), raw.len())
+        } else {
+            let text = go_lower(raw);
+            if let Some(k) = known(&text) {
+                if !list.known.contains(&k) {
+                    list.known.push(k);
+                }
+                continue;
+            }
+            (text, raw.len())
+        };
+        if list
+            .unknown
+            .iter()
+            .any(|u| u.len == len && u.text == text.as_ref())
+        {
+            continue;
+        }
+        if list.unknown.len() < MAX_KEPT_UNKNOWN {
+            list.unknown.push(UnknownItem {
+                text: text.into_owned(),
+                len,
+            });
+        } else {
+            list.unknown_not_kept += 1;
+        }
+    }
+    list
 }
 
 /// The result of parsing `helm.sh/hook-weight`.
@@ -171,16 +277,26 @@ impl Weight {
     }
 }
 
+/// `helm.sh/hook-weight` as written (at most [`MAX_ITEM_BYTES`] of it) and as Helm reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightAnnotation {
+    /// The value, or its first [`MAX_ITEM_BYTES`] when `len` is larger.
+    pub text: String,
+    /// Length of the value in bytes.
+    pub len: usize,
+    pub weight: Weight,
+}
+
 /// The Helm hook annotations of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookAnnotations {
-    pub events: Vec<Item<HookEvent>>,
+    pub events: HookList<HookEvent>,
     /// `None` when the annotation is absent.
-    pub weight: Option<(String, Weight)>,
+    pub weight: Option<WeightAnnotation>,
     /// `None` when the annotation is absent.
-    pub delete_policies: Option<Vec<Item<DeletePolicy>>>,
+    pub delete_policies: Option<HookList<DeletePolicy>>,
     /// `None` when the annotation is absent.
-    pub output_log_policies: Option<Vec<Item<OutputLogPolicy>>>,
+    pub output_log_policies: Option<HookList<OutputLogPolicy>>,
 }
 
 impl HookAnnotations {
@@ -194,7 +310,11 @@ impl HookAnnotations {
         let hook = hook?;
         Some(HookAnnotations {
             events: parse_list(hook, HookEvent::from_normalized),
-            weight: weight.map(|w| (w.to_owned(), Weight::parse(w))),
+            weight: weight.map(|w| WeightAnnotation {
+                text: truncate_str(w, MAX_ITEM_BYTES).to_owned(),
+                len: w.len(),
+                weight: Weight::parse(w),
+            }),
             delete_policies: delete_policy.map(|v| parse_list(v, DeletePolicy::from_normalized)),
             output_log_policies: output_log_policy
                 .map(|v| parse_list(v, OutputLogPolicy::from_normalized)),
@@ -203,14 +323,13 @@ impl HookAnnotations {
 
     /// Helm drops the whole object when any event is unknown.
     pub fn helm_drops_object(&self) -> bool {
-        self.events.iter().any(|e| e.known.is_none())
+        self.events.has_unknown()
     }
 
     /// The known events, deduplicated, in canonical order.
     pub fn known_events(&self) -> Vec<HookEvent> {
-        let mut events: Vec<HookEvent> = self.events.iter().filter_map(|e| e.known).collect();
+        let mut events = self.events.known.clone();
         events.sort();
-        events.dedup();
         events
     }
 
@@ -219,7 +338,7 @@ impl HookAnnotations {
     pub fn effective_delete_policies(&self) -> Vec<DeletePolicy> {
         match &self.delete_policies {
             None => vec![DeletePolicy::BeforeHookCreation],
-            Some(items) => items.iter().filter_map(|i| i.known).collect(),
+            Some(list) => list.known.clone(),
         }
     }
 }
@@ -237,6 +356,35 @@ mod tests {
             vec![HookEvent::PreInstall, HookEvent::PostUpgrade]
         );
         assert!(!h.helm_drops_object());
+    }
+
+    #[test]
+    fn lower_casing_follows_go() {
+        assert_eq!(go_lower("Pre-Install"), "pre-install");
+        // Go maps U+0130 to "i"; Rust's full mapping would add a combining dot.
+        assert_eq!(go_lower("pre-\u{130}nstall"), "pre-install");
+        // The Kelvin sign lower-cases to k in both.
+        assert_eq!(go_lower("\u{212A}"), "k");
+        let h = HookAnnotations::parse(Some("PRE-\u{130}NSTALL"), None, None, None).unwrap();
+        assert_eq!(h.known_events(), vec![HookEvent::PreInstall]);
+    }
+
+    #[test]
+    fn huge_lists_are_kept_bounded() {
+        let value = "ab,".repeat(1_000_000) + "pre-install," + &"x".repeat(5_000);
+        let h = HookAnnotations::parse(Some(&value), None, None, None).unwrap();
+        assert_eq!(h.known_events(), vec![HookEvent::PreInstall]);
+        assert_eq!(h.events.unknown.len(), 2, "{:?}", h.events.unknown);
+        assert_eq!(h.events.unknown[0].text, "ab");
+        assert!(h.events.unknown[1].is_truncated());
+        assert_eq!(h.events.unknown[1].len, 5_000);
+        assert_eq!(h.events.unknown_not_kept, 0);
+        let many: String = (0..1000).map(|i| format!("e{i},")).collect();
+        let h = HookAnnotations::parse(Some("pre-install"), None, Some(&many), None).unwrap();
+        let list = h.delete_policies.unwrap();
+        assert_eq!(list.unknown.len(), MAX_KEPT_UNKNOWN);
+        // 1000 distinct values and the empty item after the last comma.
+        assert_eq!(list.unknown_not_kept, 1001 - MAX_KEPT_UNKNOWN);
     }
 
     #[test]

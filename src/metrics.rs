@@ -19,7 +19,7 @@ use crate::policy::RULES;
 pub struct RequestLabels {
     pub webhook: &'static str,
     pub operation: &'static str,
-    pub kind: String,
+    pub kind: &'static str,
     pub result: &'static str,
 }
 
@@ -38,7 +38,7 @@ pub struct FindingLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HookLabels {
     pub event: &'static str,
-    pub kind: String,
+    pub kind: &'static str,
     pub namespace: String,
     pub operation: &'static str,
 }
@@ -158,6 +158,7 @@ pub struct Metrics {
     pub hook_orphans: Family<NamespaceKindLabels, GaugeI>,
     pub janitor_deletions: Family<JanitorLabels, Counter>,
     namespace_label: bool,
+    admission_namespaces: BoundedValues,
 }
 
 impl Metrics {
@@ -311,7 +312,7 @@ impl Metrics {
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         let _ = hook_admissions.get_or_create(&HookLabels {
             event: "",
-            kind: String::new(),
+            kind: "",
             namespace: String::new(),
             operation: "",
         });
@@ -327,12 +328,14 @@ impl Metrics {
         for webhook in [Webhook::Mutate, Webhook::Validate] {
             // Requests that are not AdmissionReviews carry no operation or kind; creating these
             // series up front makes the family visible (as zero) before the first request.
-            let _ = admission_requests.get_or_create(&RequestLabels {
-                webhook: webhook.as_str(),
-                operation: "",
-                kind: String::new(),
-                result: "invalid",
-            });
+            for result in ["invalid", "shed"] {
+                let _ = admission_requests.get_or_create(&RequestLabels {
+                    webhook: webhook.as_str(),
+                    operation: "",
+                    kind: "",
+                    result,
+                });
+            }
             let _ = admission_duration.get_or_create(&WebhookLabels {
                 webhook: webhook.as_str(),
             });
@@ -373,6 +376,7 @@ impl Metrics {
             hook_orphans,
             janitor_deletions,
             namespace_label,
+            admission_namespaces: BoundedValues::new(MAX_ADMISSION_NAMESPACES),
         };
         metrics.zero_inventory_series();
         metrics
@@ -439,7 +443,7 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 webhook: webhook.as_str(),
                 operation: outcome.operation.as_str(),
-                kind: kind.clone(),
+                kind,
                 result: outcome.result,
             })
             .inc();
@@ -477,16 +481,20 @@ impl Metrics {
                         .get_or_create(&ExemptionLabels { scope: "object" })
                         .inc();
                 }
+                let events = decision.event_labels();
+                if events.is_empty() {
+                    return;
+                }
                 let namespace = if self.namespace_label {
-                    outcome.namespace.clone()
+                    self.admission_namespaces.get(&outcome.namespace)
                 } else {
                     String::new()
                 };
-                for event in decision.event_labels() {
+                for event in events {
                     self.hook_admissions
                         .get_or_create(&HookLabels {
                             event,
-                            kind: kind.clone(),
+                            kind,
                             namespace: namespace.clone(),
                             operation: outcome.operation.as_str(),
                         })
@@ -496,13 +504,26 @@ impl Metrics {
         }
     }
 
+    /// Records a request shed because the engine was busy (answered 503).
+    pub fn record_shed(&self, webhook: Webhook, seconds: f64) {
+        self.admission_requests
+            .get_or_create(&RequestLabels {
+                webhook: webhook.as_str(),
+                operation: "",
+                kind: "",
+                result: "shed",
+            })
+            .inc();
+        self.observe(webhook, seconds);
+    }
+
     /// Records a request that could not be read as an AdmissionReview.
     pub fn record_invalid(&self, webhook: Webhook, seconds: f64) {
         self.admission_requests
             .get_or_create(&RequestLabels {
                 webhook: webhook.as_str(),
                 operation: "",
-                kind: String::new(),
+                kind: "",
                 result: "invalid",
             })
             .inc();
@@ -526,35 +547,135 @@ impl Metrics {
     }
 }
 
-/// API groups whose kinds are a fixed, known set; other groups' kinds are reported as `custom`.
-const BUILT_IN_GROUPS: &[&str] = &[
-    "",
-    "apps",
-    "batch",
-    "autoscaling",
-    "policy",
-    "rbac.authorization.k8s.io",
-    "networking.k8s.io",
-    "storage.k8s.io",
-    "scheduling.k8s.io",
-    "coordination.k8s.io",
-    "discovery.k8s.io",
-    "node.k8s.io",
-    "certificates.k8s.io",
-    "apiextensions.k8s.io",
-    "admissionregistration.k8s.io",
-    "apiregistration.k8s.io",
-    "flowcontrol.apiserver.k8s.io",
-    "resource.k8s.io",
+/// The built-in kinds reported by name, by API group; any other kind (custom resources, and
+/// whatever a forged request claims) is reported as `custom`, so a request cannot add series.
+const BUILT_IN_KINDS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "Pod",
+            "Service",
+            "ConfigMap",
+            "Secret",
+            "ServiceAccount",
+            "Namespace",
+            "PersistentVolumeClaim",
+            "PersistentVolume",
+            "ReplicationController",
+            "Endpoints",
+            "LimitRange",
+            "ResourceQuota",
+            "PodTemplate",
+            "Event",
+        ],
+    ),
+    (
+        "apps",
+        &[
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "ControllerRevision",
+        ],
+    ),
+    ("batch", &["Job", "CronJob"]),
+    ("autoscaling", &["HorizontalPodAutoscaler"]),
+    ("policy", &["PodDisruptionBudget"]),
+    (
+        "rbac.authorization.k8s.io",
+        &["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"],
+    ),
+    (
+        "networking.k8s.io",
+        &["Ingress", "IngressClass", "NetworkPolicy"],
+    ),
+    (
+        "storage.k8s.io",
+        &["StorageClass", "CSIDriver", "VolumeAttachment"],
+    ),
+    ("scheduling.k8s.io", &["PriorityClass"]),
+    ("coordination.k8s.io", &["Lease"]),
+    ("discovery.k8s.io", &["EndpointSlice"]),
+    ("node.k8s.io", &["RuntimeClass"]),
+    ("certificates.k8s.io", &["CertificateSigningRequest"]),
+    ("apiextensions.k8s.io", &["CustomResourceDefinition"]),
+    (
+        "admissionregistration.k8s.io",
+        &[
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
+        ],
+    ),
+    ("apiregistration.k8s.io", &["APIService"]),
+    (
+        "flowcontrol.apiserver.k8s.io",
+        &["FlowSchema", "PriorityLevelConfiguration"],
+    ),
 ];
 
-/// A kind label value with bounded cardinality.
-pub fn bounded_kind(group: &str, kind: &str) -> String {
-    if BUILT_IN_GROUPS.contains(&group) && kind.len() <= 64 {
-        kind.to_owned()
-    } else {
-        "custom".to_owned()
+/// A kind label value from a fixed set: the built-in kind's name, or `custom`.
+pub fn bounded_kind(group: &str, kind: &str) -> &'static str {
+    BUILT_IN_KINDS
+        .iter()
+        .find(|(g, _)| *g == group)
+        .and_then(|(_, kinds)| kinds.iter().find(|k| **k == kind))
+        .copied()
+        .unwrap_or("custom")
+}
+
+/// At most this many distinct namespace values in the admission metrics; later ones are reported
+/// as `other`. A request names its namespace itself, and anyone who can reach the webhook can
+/// send one, so the set must be capped; real clusters with more namespaces can turn the label off
+/// (`--metrics-namespace-label=false`).
+pub const MAX_ADMISSION_NAMESPACES: usize = 1000;
+
+/// A label whose values come from input: the first `cap` distinct valid values are reported as
+/// they are, the rest as `other`.
+struct BoundedValues {
+    cap: usize,
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl BoundedValues {
+    fn new(cap: usize) -> Self {
+        BoundedValues {
+            cap,
+            seen: std::sync::Mutex::new(std::collections::HashSet::new()),
+        }
     }
+
+    fn get(&self, value: &str) -> String {
+        if !is_dns_label(value) {
+            return "other".to_owned();
+        }
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(value) {
+            return value.to_owned();
+        }
+        if seen.len() < self.cap {
+            seen.insert(value.to_owned());
+            return value.to_owned();
+        }
+        "other".to_owned()
+    }
+}
+
+/// A namespace name as Kubernetes allows it (RFC 1123 label); the empty name (cluster-scoped).
+fn is_dns_label(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-'))
 }
 
 #[cfg(test)]
@@ -598,6 +719,21 @@ mod tests {
     #[test]
     fn custom_kinds_are_bounded() {
         assert_eq!(bounded_kind("batch", "Job"), "Job");
+        assert_eq!(bounded_kind("", "Pod"), "Pod");
         assert_eq!(bounded_kind("example.com", "Widget"), "custom");
+        assert_eq!(bounded_kind("", "Widget"), "custom");
+        assert_eq!(bounded_kind("apps", "Job"), "custom");
+    }
+
+    #[test]
+    fn input_namespaces_are_capped_and_validated() {
+        let values = BoundedValues::new(3);
+        for ns in ["a", "b", "c"] {
+            assert_eq!(values.get(ns), ns);
+        }
+        assert_eq!(values.get("d"), "other");
+        assert_eq!(values.get("a"), "a");
+        assert_eq!(values.get("Not_A_Namespace"), "other");
+        assert_eq!(values.get(&"n".repeat(64)), "other");
     }
 }

@@ -59,6 +59,9 @@ pub struct Metadata<'a> {
     pub labels: Option<Labels<'a>>,
     #[serde(borrow, default)]
     pub annotations: Option<Annotations<'a>>,
+    /// Set once a delete was accepted and finalizers still hold the object.
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    pub deletion_timestamp: Option<Cow<'a, str>>,
 }
 
 /// The labels hookguard reads; all others are skipped while parsing.
@@ -143,6 +146,13 @@ impl<'a> Object<'a> {
         )
     }
 
+    /// Whether the object is being deleted (it has a `deletionTimestamp`).
+    pub fn is_terminating(&self) -> bool {
+        self.metadata
+            .as_ref()
+            .is_some_and(|m| m.deletion_timestamp.is_some())
+    }
+
     /// `name`, or `generateName*`, or `<unnamed>`: for messages.
     pub fn display_name(&self) -> String {
         let meta = self.metadata.as_ref();
@@ -177,6 +187,8 @@ pub struct PodSpec<'a> {
     pub ephemeral_containers: Option<Vec<Container<'a>>>,
     #[serde(borrow, default)]
     pub volumes: Option<Vec<Volume<'a>>>,
+    #[serde(default)]
+    pub security_context: Option<PodSecurityContext>,
 }
 
 impl<'a> PodSpec<'a> {
@@ -219,15 +231,51 @@ pub struct Container<'a> {
     pub name: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
     pub image: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub security_context: Option<SecurityContext<'a>>,
     #[serde(default)]
-    pub security_context: Option<SecurityContext>,
+    pub ports: Option<Vec<ContainerPort>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SecurityContext {
+pub struct SecurityContext<'a> {
     #[serde(default)]
     pub privileged: Option<bool>,
+    #[serde(default)]
+    pub allow_privilege_escalation: Option<bool>,
+    #[serde(borrow, default)]
+    pub capabilities: Option<Capabilities<'a>>,
+    #[serde(default)]
+    pub windows_options: Option<WindowsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Capabilities<'a> {
+    #[serde(borrow, default)]
+    pub add: Option<Vec<Cow<'a, str>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowsOptions {
+    #[serde(default)]
+    pub host_process: Option<bool>,
+}
+
+/// The pod-level security context: only what can reach into the node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContext {
+    #[serde(default)]
+    pub windows_options: Option<WindowsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(default)]
+    pub host_port: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

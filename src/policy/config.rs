@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use wildmatch::WildMatch;
 
 use super::did_you_mean::closest;
-use super::rules::RULES;
+use super::rules::{RULES, RuleInfo};
 
 /// The `apiVersion` a config file may declare.
 pub const CONFIG_API_VERSION: &str = "hookguard.io/v1alpha1";
@@ -101,7 +101,8 @@ pub struct Exemptions {
     /// Namespace names or globs (`*`, `?`) whose objects are never judged nor mutated.
     pub namespaces: Vec<String>,
     /// Rule ids an object may exempt itself from with the `hookguard.io/exempt` annotation
-    /// (`*` for every rule, `[]` to disable self-exemption).
+    /// (`[]` disables self-exemption). `*` covers every rule except the security rules
+    /// (`pod-security`, `hook-kind-long-running`): those must be named here to be waivable.
     pub object_rules: Vec<String>,
 }
 
@@ -129,6 +130,7 @@ impl Default for Config {
                 "ReplicaSet.apps",
                 "ReplicationController",
                 "Service",
+                "CronJob.batch",
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -335,14 +337,22 @@ impl Policy {
         !namespace.is_empty() && self.exempt_namespaces.iter().any(|g| g.matches(namespace))
     }
 
-    pub fn object_may_exempt(&self, rule: &str) -> bool {
-        self.object_rules_all
-            || self
-                .config
+    /// Whether an object's own `hookguard.io/exempt` annotation may waive this rule: `*` in
+    /// `exemptions.objectRules` covers every rule but the security rules, which the policy must
+    /// name one by one (a chart author must not be able to wave a privileged hook pod through).
+    pub fn object_may_exempt(&self, rule: RuleInfo) -> bool {
+        let named = || {
+            self.config
                 .exemptions
                 .object_rules
                 .iter()
-                .any(|r| r == rule)
+                .any(|r| r == rule.id)
+        };
+        if rule.security {
+            named()
+        } else {
+            self.object_rules_all || named()
+        }
     }
 }
 

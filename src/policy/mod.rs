@@ -73,6 +73,9 @@ pub enum Skip {
     NotAnObjectWrite,
     /// The namespace matches an exemption glob.
     ExemptNamespace,
+    /// The object has a `deletionTimestamp`: it is on its way out, and denying or changing it
+    /// (finalizer removal, say) would only strand it.
+    Terminating,
 }
 
 /// A message from one rule.
@@ -80,6 +83,8 @@ pub enum Skip {
 pub struct Finding {
     pub rule: &'static str,
     pub message: String,
+    /// The problems the message lists (for comparing an UPDATE's object with its old object).
+    pub problems: Problems,
 }
 
 /// What the engine decided.
@@ -99,6 +104,9 @@ pub struct Decision {
     pub warnings: Vec<Finding>,
     /// Rules the object exempted itself from through its annotation, that would have fired.
     pub exempted: Vec<&'static str>,
+    /// Rules whose violation was already present in the UPDATE's old object: reported as
+    /// warnings instead of denials (ratcheting), so existing objects are never trapped.
+    pub ratcheted: Vec<&'static str>,
 }
 
 impl Decision {
@@ -209,26 +217,132 @@ impl Context<'_, '_> {
     }
 }
 
-/// What one rule found: a message saying what is wrong and how to fix it, and for mutating rules
-/// the patch that fixes it.
+/// At most this many problems are listed in one finding; the others are counted ("... and 12 more").
+pub const MAX_SHOWN_PROBLEMS: usize = 5;
+
+/// Problems offered after this many are only counted, never formatted: a forged object may carry a
+/// hundred thousand privileged containers, and formatting each one would be the attack.
+const MAX_OFFERED_PROBLEMS: usize = 64;
+
+/// At most this many bytes of a value from the object are echoed in a message.
+pub const MAX_ECHO_BYTES: usize = 64;
+
+/// What one rule found wrong, item by item: the first few distinct problems, and how many more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems {
+    shown: Vec<String>,
+    offered: usize,
+    not_shown: usize,
+}
+
+impl Problems {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a problem, formatting it only while the list is not full. Duplicates of a listed
+    /// problem are dropped.
+    pub fn push_with(&mut self, problem: impl FnOnce() -> String) {
+        self.offered += 1;
+        if self.shown.len() >= MAX_SHOWN_PROBLEMS || self.offered > MAX_OFFERED_PROBLEMS {
+            self.not_shown += 1;
+            return;
+        }
+        let problem = problem();
+        if !self.shown.contains(&problem) {
+            self.shown.push(problem);
+        }
+    }
+
+    pub fn push(&mut self, problem: String) {
+        self.push_with(|| problem);
+    }
+
+    /// Counts problems that were found but not offered one by one.
+    pub fn add_not_shown(&mut self, count: usize) {
+        self.not_shown = self.not_shown.saturating_add(count);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shown.is_empty() && self.not_shown == 0
+    }
+
+    pub fn shown(&self) -> &[String] {
+        &self.shown
+    }
+
+    pub fn not_shown(&self) -> usize {
+        self.not_shown
+    }
+
+    /// The listed problems joined by `separator`, then "and N more" when some are not listed.
+    pub fn join(&self, separator: &str) -> String {
+        let mut text = self.shown.join(separator);
+        if self.not_shown > 0 {
+            text.push_str(&format!("{separator}and {} more", self.not_shown));
+        }
+        text
+    }
+
+    /// Whether every problem here was already among `old`'s: `self` adds nothing new. When `old`
+    /// could not list all of its problems, only the totals can be compared.
+    pub fn is_within(&self, old: &Problems) -> bool {
+        if old.not_shown > 0 {
+            return self.shown.len() + self.not_shown <= old.shown.len() + old.not_shown;
+        }
+        self.not_shown == 0 && self.shown.iter().all(|p| old.shown.contains(p))
+    }
+}
+
+/// `value` quoted like `{:?}`, cut to [`MAX_ECHO_BYTES`] with its length noted: for messages
+/// that name a value from the object.
+pub fn echo(value: &str) -> String {
+    let cut = crate::hook::truncate_str(value, MAX_ECHO_BYTES);
+    if cut.len() == value.len() {
+        format!("{value:?}")
+    } else {
+        format!("{cut:?}... ({} bytes)", value.len())
+    }
+}
+
+/// What one rule found: a message saying what is wrong and how to fix it, the problems it lists,
+/// and for mutating rules the patch that fixes it.
 #[derive(Debug)]
 pub struct Violation {
     pub message: String,
+    pub problems: Problems,
     pub patch: Vec<PatchOperation>,
 }
 
 impl Violation {
+    /// A violation that is one problem, the message itself.
     pub fn new(message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut problems = Problems::new();
+        problems.push(message.clone());
         Violation {
-            message: message.into(),
+            message,
+            problems,
             patch: Vec::new(),
         }
     }
 
+    /// A violation listing `problems` (`None` when there are none); `message` wraps their list.
+    pub fn listing(problems: Problems, message: impl FnOnce(&str) -> String) -> Option<Self> {
+        if problems.is_empty() {
+            return None;
+        }
+        Some(Violation {
+            message: message(&problems.join("; ")),
+            problems,
+            patch: Vec::new(),
+        })
+    }
+
     pub fn with_patch(message: impl Into<String>, patch: Vec<PatchOperation>) -> Self {
         Violation {
-            message: message.into(),
             patch,
+            ..Violation::new(message)
         }
     }
 }
@@ -268,6 +382,11 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
         decision.skipped = Some(Skip::NotAHook);
         return Ok(decision);
     };
+    if object.is_terminating() {
+        decision.hook = Some(hook);
+        decision.skipped = Some(Skip::Terminating);
+        return Ok(decision);
+    }
     if policy.namespace_is_exempt(req.namespace) {
         decision.hook = Some(hook);
         decision.skipped = Some(Skip::ExemptNamespace);
@@ -275,12 +394,7 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
     }
 
     let workload = parse_workload(req.group, req.kind, object)?;
-    let annotations = object.annotations();
-    let exempt_list: Vec<String> = annotations
-        .and_then(|a| a.exempt.as_deref())
-        .map(|v| crate::hook::split_helm_list(v).collect())
-        .unwrap_or_default();
-
+    let self_exempt = SelfExemption::of(object);
     let ctx = Context {
         operation: req.operation,
         group: req.group,
@@ -300,14 +414,14 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
         let Some(violation) = rule.check(&ctx) else {
             continue;
         };
-        if policy.object_may_exempt(info.id) && exempt_list.iter().any(|e| e == "*" || e == info.id)
-        {
+        if self_exempt.covers(index) && policy.object_may_exempt(info) {
             decision.exempted.push(info.id);
             continue;
         }
         let finding = Finding {
             rule: info.id,
             message: violation.message,
+            problems: violation.problems,
         };
         match (mode, violation.patch.is_empty()) {
             (Mode::Enforce, false) => {
@@ -320,9 +434,91 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
         }
     }
 
+    if req.operation == Operation::Update && !decision.denials.is_empty() {
+        ratchet(policy, req, &mut decision)?;
+    }
     bookkeeping(object, &mut decision);
     decision.hook = Some(hook);
     Ok(decision)
+}
+
+/// UPDATE: a denial whose problems the old object already had becomes a warning. Denying it would
+/// trap the object (created before hookguard, while it was down or exempt, or before the policy
+/// was tightened): not even a label or finalizer could change. Only what the update introduces is
+/// denied.
+fn ratchet(
+    policy: &Policy,
+    req: &Request<'_, '_>,
+    decision: &mut Decision,
+) -> Result<(), EngineError> {
+    let Some(old) = req.old_object else {
+        return Ok(());
+    };
+    let Some(old_hook) = old.hook() else {
+        return Ok(());
+    };
+    // An old object whose spec does not parse had every spec problem it could have.
+    let old_workload = parse_workload(req.group, req.kind, old).unwrap_or(Workload::Other);
+    let ctx = Context {
+        operation: req.operation,
+        group: req.group,
+        kind: req.kind,
+        object: old,
+        hook: &old_hook,
+        workload: &old_workload,
+        policy,
+    };
+    let denials = std::mem::take(&mut decision.denials);
+    for mut finding in denials {
+        let old_problems = RULES
+            .iter()
+            .find(|r| r.info().id == finding.rule)
+            .and_then(|r| r.check(&ctx))
+            .map(|v| v.problems);
+        match old_problems {
+            Some(old) if finding.problems.is_within(&old) => {
+                finding.message = format!(
+                    "already present before this update, so not denied now: {}",
+                    finding.message
+                );
+                decision.ratcheted.push(finding.rule);
+                decision.warnings.push(finding);
+            }
+            _ => decision.denials.push(finding),
+        }
+    }
+    Ok(())
+}
+
+/// The rules an object exempts itself from with `hookguard.io/exempt` (whether the policy lets it
+/// is decided per rule). Parsed once, in bounded memory, however long the annotation is.
+struct SelfExemption {
+    all: bool,
+    rules: Vec<bool>,
+}
+
+impl SelfExemption {
+    fn of(object: &Object<'_>) -> Self {
+        let mut exemption = SelfExemption {
+            all: false,
+            rules: vec![false; RULES.len()],
+        };
+        let Some(value) = object.annotations().and_then(|a| a.exempt.as_deref()) else {
+            return exemption;
+        };
+        for item in crate::hook::split_helm_list(value) {
+            if item == "*" {
+                exemption.all = true;
+            } else if let Some(i) = RULES.iter().position(|r| r.info().id == item) {
+                exemption.rules[i] = true;
+            }
+        }
+        exemption
+    }
+
+    fn covers(&self, index: usize) -> bool {
+        self.all || self.rules.get(index).copied().unwrap_or(false)
+    }
 }
 
 fn parse_workload<'a>(
@@ -369,14 +565,17 @@ fn bookkeeping(object: &Object<'_>, decision: &mut Decision) {
         return;
     }
     let previous: Option<&str> = object.annotations().and_then(|a| a.mutated.as_deref());
-    let mut ids: Vec<&str> = previous
-        .map(|p| {
-            p.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    // Only rule ids are carried over: the previous value comes from the object and may hold
+    // anything, of any length.
+    let mut ids: Vec<&str> = Vec::new();
+    for item in previous.into_iter().flat_map(|p| p.split(',')) {
+        let item = item.trim();
+        if let Some(rule) = RULES.iter().find(|r| r.info().id == item)
+            && !ids.contains(&rule.info().id)
+        {
+            ids.push(rule.info().id);
+        }
+    }
     for id in decision.mutations.iter().map(|f| f.rule) {
         if !ids.contains(&id) {
             ids.push(id);
@@ -389,5 +588,175 @@ fn bookkeeping(object: &Object<'_>, decision: &mut Decision) {
             ["metadata", "annotations", MUTATED_ANNOTATION],
             Value::String(value),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::rules::testing::*;
+    use super::*;
+
+    const PRIVILEGED: &str = "/spec/containers/0/securityContext";
+
+    fn privileged_pod() -> String {
+        with(
+            &pod(r#""helm.sh/hook": "test""#, "Never"),
+            PRIVILEGED,
+            json!({"privileged": true}),
+        )
+    }
+
+    #[test]
+    fn terminating_objects_are_never_denied_nor_mutated() {
+        let p = with(
+            &privileged_pod(),
+            "/metadata/deletionTimestamp",
+            json!("2026-12-02T08:00:00Z"),
+        );
+        let p = with(&p, "/spec/restartPolicy", json!("Always"));
+        for op in [Operation::Create, Operation::Update] {
+            let d = judge_with(&Policy::default(), &p, op);
+            assert_eq!(d.skipped, Some(Skip::Terminating));
+            assert!(d.allowed() && d.patch.is_empty(), "{d:#?}");
+            assert!(d.hook.is_some(), "still counted as a hook");
+        }
+    }
+
+    #[test]
+    fn update_keeping_an_old_violation_warns_instead_of_denying() {
+        let old = privileged_pod();
+        let new = with(&old, "/metadata/labels", json!({"team": "a"}));
+        let d = judge_update(&Policy::default(), &old, &new);
+        assert!(d.allowed(), "{d:#?}");
+        assert!(warning(&d, "pod-security").starts_with("already present before this update"));
+        assert_eq!(d.ratcheted, vec!["pod-security"]);
+
+        let old = job(
+            r#""helm.sh/hook": "pre-install", "helm.sh/hook-weight": "5.0""#,
+            "Never",
+        );
+        let new = with(&old, "/metadata/labels", json!({"team": "a"}));
+        assert!(judge_update(&Policy::default(), &old, &new).allowed());
+    }
+
+    #[test]
+    fn update_introducing_a_violation_is_denied() {
+        let old = pod(r#""helm.sh/hook": "test""#, "Never");
+        let new = with(
+            &old,
+            "/metadata/annotations/helm.sh~1hook-delete-policy",
+            json!("before-hook-creations"),
+        );
+        let d = judge_update(&Policy::default(), &old, &new);
+        assert!(denial(&d, "delete-policy-unknown").contains("before-hook-creations"));
+        // A different bad value than the old one is new too.
+        let old = new;
+        let new = with(
+            &old,
+            "/metadata/annotations/helm.sh~1hook-delete-policy",
+            json!("hook-suceeded"),
+        );
+        let d = judge_update(&Policy::default(), &old, &new);
+        assert!(denial(&d, "delete-policy-unknown").contains("hook-suceeded"));
+        // Adding a problem to a rule that already fired is new as well.
+        let old = privileged_pod();
+        let new = with(&old, "/spec/hostPID", json!(true));
+        let d = judge_update(&Policy::default(), &old, &new);
+        assert!(denial(&d, "pod-security").contains("hostPID"));
+    }
+
+    #[test]
+    fn update_fixing_part_of_an_old_violation_is_allowed() {
+        let old = with(&privileged_pod(), "/spec/hostPID", json!(true));
+        let new = privileged_pod();
+        assert!(judge_update(&Policy::default(), &old, &new).allowed());
+    }
+
+    #[test]
+    fn update_that_makes_an_object_a_hook_is_judged_in_full() {
+        let mut old: serde_json::Value = serde_json::from_str(&privileged_pod()).unwrap();
+        old["metadata"]["annotations"] = json!({});
+        let d = judge_update(&Policy::default(), &old.to_string(), &privileged_pod());
+        assert!(!d.allowed());
+    }
+
+    #[test]
+    fn security_rules_are_not_self_exemptable_by_default() {
+        let p = with(
+            &privileged_pod(),
+            "/metadata/annotations/hookguard.io~1exempt",
+            json!("*"),
+        );
+        let d = judge(&p);
+        assert!(denial(&d, "pod-security").contains("privileged"));
+        let d = judge(&with(
+            &p,
+            "/metadata/annotations/hookguard.io~1exempt",
+            json!("pod-security"),
+        ));
+        assert!(!d.allowed(), "naming the rule does not help either");
+        // The platform can allow it by naming the rule in the policy.
+        let policy =
+            Config::from_yaml("exemptions:\n  objectRules: [\"*\", pod-security]\n").unwrap();
+        let d = judge_with(&policy, &p, Operation::Create);
+        assert!(
+            d.allowed() && d.exempted.contains(&"pod-security"),
+            "{d:#?}"
+        );
+        // Other rules stay self-exemptable with "*".
+        let weight = job(
+            r#""helm.sh/hook": "pre-install", "helm.sh/hook-weight": "5.0", "hookguard.io/exempt": "*""#,
+            "Never",
+        );
+        assert!(judge(&weight).allowed());
+    }
+
+    #[test]
+    fn forged_mutated_annotation_is_not_echoed_into_the_patch() {
+        let junk = "x,".repeat(100_000);
+        let j = job(
+            &format!(r#""helm.sh/hook": "pre-install", "hookguard.io/mutated": "{junk}job-ttl""#),
+            "",
+        );
+        let d = judge(&j);
+        let v = patched(&j, &d);
+        assert_eq!(
+            v["metadata"]["annotations"]["hookguard.io/mutated"],
+            "job-ttl,restart-policy,delete-policy-default"
+        );
+        // And the engine's own output needs no further patch.
+        let again = judge(&v.to_string());
+        assert!(again.patch.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn problems_are_deduplicated_capped_and_compared() {
+        let mut p = Problems::new();
+        for i in 0..100_000 {
+            p.push_with(|| format!("p{}", i % 3));
+        }
+        assert_eq!(p.shown(), ["p0", "p1", "p2"]);
+        assert_eq!(p.not_shown(), 100_000 - MAX_OFFERED_PROBLEMS);
+        let mut few = Problems::new();
+        few.push("p1".to_owned());
+        let mut other = Problems::new();
+        other.push("p9".to_owned());
+        let mut complete = Problems::new();
+        complete.push("p0".to_owned());
+        complete.push("p1".to_owned());
+        assert!(few.is_within(&complete));
+        assert!(!other.is_within(&complete));
+        assert!(few.is_within(&p), "an overflowing old list compares totals");
+    }
+
+    #[test]
+    fn echo_cuts_long_values() {
+        assert_eq!(echo("abc"), "\"abc\"");
+        let long = "é".repeat(100);
+        let e = echo(&long);
+        assert!(e.ends_with("... (200 bytes)"), "{e}");
+        assert!(e.len() < 100, "{e}");
     }
 }

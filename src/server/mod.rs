@@ -83,8 +83,10 @@ pub struct ServeOptions {
     /// How often the policy file and certificate files are checked for changes.
     #[arg(long, env = "HOOKGUARD_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub reload_interval: Duration,
-    /// Largest accepted request body in bytes (larger bodies get 413).
-    #[arg(long, env = "HOOKGUARD_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    /// Largest accepted request body in bytes (larger bodies get 413). The default, 7 MiB, is
+    /// the largest review kube-apiserver sends: it refuses request bodies over 3 MiB, and an
+    /// UPDATE's review carries the object and the old object, plus the envelope.
+    #[arg(long, env = "HOOKGUARD_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Time allowed to answer one request (the API server's own timeout is usually shorter).
     #[arg(long, env = "HOOKGUARD_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

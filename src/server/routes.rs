@@ -12,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::{self, Webhook};
@@ -23,17 +24,32 @@ pub struct AppState {
     pub policy: ArcSwap<Policy>,
     pub metrics: Metrics,
     pub ready: AtomicBool,
+    /// One permit per core: large reviews are judged on the blocking pool, at most this many at
+    /// once, so they can neither starve the async workers (health checks, small reviews) nor pile
+    /// up threads.
+    engine_slots: Arc<Semaphore>,
 }
 
 impl AppState {
     pub fn new(policy: Policy, metrics: Metrics) -> Arc<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Arc::new(AppState {
             policy: ArcSwap::from_pointee(policy),
             metrics,
             ready: AtomicBool::new(false),
+            engine_slots: Arc::new(Semaphore::new(cores)),
         })
     }
 }
+
+/// Bodies up to this size are judged right on the async worker: the engine's work is bounded by
+/// the body's size, and for 64 KiB it is well under a millisecond (BENCHMARKS.md), cheaper than a
+/// hand-off to another thread. Larger bodies go to the blocking pool.
+pub const INLINE_BODY_BYTES: usize = 64 * 1024;
+
+/// A large review waits at most this long for a free core; then it is shed with 503 rather than
+/// queued without bound.
+pub const ENGINE_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Limits applied to the webhook router.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +85,7 @@ async fn mutate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    answer(Webhook::Mutate, &state, &headers, body)
+    answer(Webhook::Mutate, state, &headers, body).await
 }
 
 async fn validate(
@@ -77,7 +93,47 @@ async fn validate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    answer(Webhook::Validate, &state, &headers, body)
+    answer(Webhook::Validate, state, &headers, body).await
+}
+
+/// Why no review was produced.
+enum Unanswered {
+    /// All engine slots stayed busy for [`ENGINE_QUEUE_WAIT`].
+    Busy,
+    /// The engine task panicked: a bug of hookguard's, never the client's fault.
+    Panicked,
+    Invalid(admission::AdmissionError),
+}
+
+/// Runs the engine inline for small bodies, on the blocking pool behind the core semaphore for
+/// large ones.
+async fn judge(
+    webhook: Webhook,
+    state: &AppState,
+    body: Bytes,
+) -> Result<(Vec<u8>, admission::Outcome), Unanswered> {
+    let policy = state.policy.load_full();
+    if body.len() <= INLINE_BODY_BYTES {
+        return admission::review(webhook, &policy, &body).map_err(Unanswered::Invalid);
+    }
+    let permit = match tokio::time::timeout(
+        ENGINE_QUEUE_WAIT,
+        state.engine_slots.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => return Err(Unanswered::Busy),
+    };
+    let task = tokio::task::spawn_blocking(move || {
+        // Held until the engine is done, even when the request times out meanwhile.
+        let _permit = permit;
+        admission::review(webhook, &policy, &body)
+    });
+    match task.await {
+        Ok(result) => result.map_err(Unanswered::Invalid),
+        Err(_) => Err(Unanswered::Panicked),
+    }
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response {
@@ -101,9 +157,9 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn answer(
+async fn answer(
     webhook: Webhook,
-    state: &AppState,
+    state: Arc<AppState>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -126,8 +182,7 @@ fn answer(
             return error_response(rejection.status(), &rejection.body_text());
         }
     };
-    let policy = state.policy.load();
-    match admission::review(webhook, &policy, &body) {
+    match judge(webhook, &state, body).await {
         Ok((bytes, outcome)) => {
             state
                 .metrics
@@ -167,7 +222,27 @@ fn answer(
             )
                 .into_response()
         }
-        Err(e) => {
+        Err(Unanswered::Busy) => {
+            state
+                .metrics
+                .record_shed(webhook, started.elapsed().as_secs_f64());
+            let mut response = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hookguard is busy with other large reviews; retry",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Err(Unanswered::Panicked) => {
+            state
+                .metrics
+                .record_invalid(webhook, started.elapsed().as_secs_f64());
+            tracing::error!(webhook = webhook.as_str(), "the policy engine panicked");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+        Err(Unanswered::Invalid(e)) => {
             state
                 .metrics
                 .record_invalid(webhook, started.elapsed().as_secs_f64());

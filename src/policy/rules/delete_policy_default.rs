@@ -15,6 +15,7 @@ impl Rule for DeletePolicyDefault {
             id: "delete-policy-default",
             default_mode: Mode::Enforce,
             mutates: true,
+            security: false,
             summary: "no helm.sh/hook-delete-policy: set before-hook-creation (Helm's default) on the object",
         }
     }

@@ -12,6 +12,7 @@ impl Rule for DeletePolicyRecreate {
             id: "delete-policy-recreate",
             default_mode: Mode::Warn,
             mutates: false,
+            security: false,
             summary: "helm.sh/hook-delete-policy is set without before-hook-creation",
         }
     }

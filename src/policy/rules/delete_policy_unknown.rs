@@ -3,7 +3,7 @@
 
 use crate::hook::DeletePolicy;
 use crate::policy::did_you_mean::nearest;
-use crate::policy::{Context, Mode, Rule, RuleInfo, Violation};
+use crate::policy::{Context, Mode, Problems, Rule, RuleInfo, Violation};
 
 pub struct DeletePolicyUnknown;
 
@@ -13,34 +13,37 @@ impl Rule for DeletePolicyUnknown {
             id: "delete-policy-unknown",
             default_mode: Mode::Enforce,
             mutates: false,
+            security: false,
             summary: "helm.sh/hook-delete-policy holds a value Helm does not know",
         }
     }
 
     fn check(&self, ctx: &Context<'_, '_>) -> Option<Violation> {
-        let items = ctx.hook.delete_policies.as_ref()?;
+        let list = ctx.hook.delete_policies.as_ref()?;
         let valid = DeletePolicy::ALL.iter().map(|p| p.as_str());
-        let problems: Vec<String> = items
-            .iter()
-            .filter(|i| i.known.is_none())
-            .map(|i| {
-                let near = nearest(&i.text, valid.clone()).unwrap_or("before-hook-creation");
-                if i.text.is_empty() {
-                    format!("an empty value (did you mean {near:?}?)")
-                } else {
-                    format!("unknown value {:?} (did you mean {near:?}?)", i.text)
+        let mut problems = Problems::new();
+        for item in &list.unknown {
+            problems.push_with(|| {
+                if item.text.is_empty() {
+                    return "an empty value (did you mean \"before-hook-creation\"?)".to_owned();
                 }
-            })
-            .collect();
-        if problems.is_empty() {
-            return None;
+                if item.is_truncated() {
+                    // Too long to be a typo: no edit distance over it.
+                    return format!("unknown value {item}");
+                }
+                let near = nearest(&item.text, valid.clone()).unwrap_or("before-hook-creation");
+                format!("unknown value {item} (did you mean {near:?}?)")
+            });
         }
-        Some(Violation::new(format!(
-            "helm.sh/hook-delete-policy has {}. Helm ignores unknown values, and a list without a \
-             valid one turns off its default before-hook-creation, so the next upgrade fails with \
-             \"already exists\"; valid values: before-hook-creation, hook-succeeded, hook-failed",
-            problems.join(", ")
-        )))
+        problems.add_not_shown(list.unknown_not_kept);
+        Violation::listing(problems, |list| {
+            format!(
+                "helm.sh/hook-delete-policy has {list}. Helm ignores unknown values, and a list \
+                 without a valid one turns off its default before-hook-creation, so the next \
+                 upgrade fails with \"already exists\"; valid values: before-hook-creation, \
+                 hook-succeeded, hook-failed"
+            )
+        })
     }
 }
 
@@ -71,6 +74,16 @@ mod tests {
             "delete-policy-unknown",
         );
         assert!(msg.contains("did you mean \"hook-succeeded\""), "{msg}");
+    }
+
+    #[test]
+    fn a_huge_list_gives_a_short_message() {
+        let msg = denial(
+            &judge(&with_policy(&"xy,".repeat(1_000_000))),
+            "delete-policy-unknown",
+        );
+        assert!(msg.len() < 1024, "{} bytes", msg.len());
+        assert!(msg.contains("unknown value \"xy\""), "{msg}");
     }
 
     #[test]

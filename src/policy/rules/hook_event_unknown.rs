@@ -2,7 +2,7 @@
 
 use crate::hook::HookEvent;
 use crate::policy::did_you_mean::closest;
-use crate::policy::{Context, Mode, Rule, RuleInfo, Violation};
+use crate::policy::{Context, Mode, Problems, Rule, RuleInfo, Violation};
 
 pub struct HookEventUnknown;
 
@@ -14,38 +14,38 @@ impl Rule for HookEventUnknown {
             id: "hook-event-unknown",
             default_mode: Mode::Enforce,
             mutates: false,
+            security: false,
             summary: "helm.sh/hook names an event Helm does not know (typo, crd-install, empty)",
         }
     }
 
     fn check(&self, ctx: &Context<'_, '_>) -> Option<Violation> {
-        let problems: Vec<String> = ctx
-            .hook
-            .events
-            .iter()
-            .filter(|e| e.known.is_none())
-            .map(|e| match e.text.as_str() {
+        let events = &ctx.hook.events;
+        let mut problems = Problems::new();
+        for item in &events.unknown {
+            problems.push_with(|| match item.text.as_str() {
                 "crd-install" => "\"crd-install\" is a Helm 2 hook that Helm 3 and 4 do not know; \
                      move the CRD into the chart's crds/ directory and drop the annotation"
                     .to_owned(),
                 "" => "an empty event (check for a stray comma or an empty value)".to_owned(),
+                // Too long to be a typo of any event: no suggestion (and no edit distance).
+                _ if item.is_truncated() => format!("unknown event {item}"),
                 other => {
                     let spellings = HookEvent::SPELLINGS.iter().map(|(s, _)| *s);
                     match closest(other, spellings) {
-                        Some(near) => format!("unknown event {other:?}; did you mean {near:?}?"),
-                        None => format!("unknown event {other:?}"),
+                        Some(near) => format!("unknown event {item}; did you mean {near:?}?"),
+                        None => format!("unknown event {item}"),
                     }
                 }
-            })
-            .collect();
-        if problems.is_empty() {
-            return None;
+            });
         }
-        Some(Violation::new(format!(
-            "helm.sh/hook has {}. Helm silently drops an object with an unknown hook event, \
-             so this hook would never run; valid events: {VALID}",
-            problems.join("; ")
-        )))
+        problems.add_not_shown(events.unknown_not_kept);
+        Violation::listing(problems, |list| {
+            format!(
+                "helm.sh/hook has {list}. Helm silently drops an object with an unknown hook event, \
+                 so this hook would never run; valid events: {VALID}"
+            )
+        })
     }
 }
 
@@ -72,6 +72,33 @@ mod tests {
             let d = judge(&job(&format!(r#""helm.sh/hook": "{v}""#), ""));
             assert!(denial(&d, "hook-event-unknown").contains("empty event"));
         }
+    }
+
+    #[test]
+    fn a_million_unknown_items_give_a_short_message() {
+        let value = "ab,".repeat(400_000) + &"xy,".repeat(400_000) + "pre-instal";
+        let d = judge(&job(&format!(r#""helm.sh/hook": "{value}""#), ""));
+        let msg = denial(&d, "hook-event-unknown");
+        assert!(msg.len() < 1024, "{} bytes", msg.len());
+        assert!(
+            msg.contains("unknown event \"ab\"; unknown event \"xy\""),
+            "{msg}"
+        );
+        assert!(msg.contains("did you mean \"pre-install\""), "{msg}");
+        let many: String = (0..10_000).map(|i| format!("e{i},")).collect();
+        let d = judge(&job(&format!(r#""helm.sh/hook": "{many}""#), ""));
+        let msg = denial(&d, "hook-event-unknown");
+        assert!(msg.contains("and 9996 more"), "{msg}");
+    }
+
+    #[test]
+    fn a_huge_single_value_is_cut_and_not_edit_distanced() {
+        let value = "q".repeat(3_000_000);
+        let d = judge(&job(&format!(r#""helm.sh/hook": "{value}""#), ""));
+        let msg = denial(&d, "hook-event-unknown");
+        assert!(msg.contains("(3000000 bytes)"), "{msg}");
+        assert!(!msg.contains("did you mean"), "{msg}");
+        assert!(msg.len() < 1024, "{} bytes", msg.len());
     }
 
     #[test]

@@ -11,6 +11,7 @@ impl Rule for HookKindLongRunning {
             id: "hook-kind-long-running",
             default_mode: Mode::Enforce,
             mutates: false,
+            security: true,
             summary: "a long-running kind (Deployment, StatefulSet, DaemonSet, ReplicaSet, Service) is a hook",
         }
     }

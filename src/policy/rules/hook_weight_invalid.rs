@@ -11,19 +11,28 @@ impl Rule for HookWeightInvalid {
             id: "hook-weight-invalid",
             default_mode: Mode::Enforce,
             mutates: false,
+            security: false,
             summary: "helm.sh/hook-weight is not an integer Helm can parse (Helm silently uses 0)",
         }
     }
 
     fn check(&self, ctx: &Context<'_, '_>) -> Option<Violation> {
-        let (raw, Weight::Invalid) = ctx.hook.weight.as_ref()? else {
+        let weight = ctx.hook.weight.as_ref()?;
+        if weight.weight != Weight::Invalid {
             return None;
+        }
+        let (shown, fix) = if weight.len > weight.text.len() {
+            (
+                format!("{:?}... ({} bytes)", weight.text, weight.len),
+                "0".to_owned(),
+            )
+        } else {
+            (format!("{:?}", weight.text), suggestion(&weight.text))
         };
         Some(Violation::new(format!(
-            "helm.sh/hook-weight {raw:?} is not an integer Helm can parse (Go strconv.Atoi: \
+            "helm.sh/hook-weight {shown} is not an integer Helm can parse (Go strconv.Atoi: \
              optional sign and digits only, no spaces or decimals), so Helm silently orders this \
-             hook with weight 0; write it as {:?}",
-            suggestion(raw)
+             hook with weight 0; write it as {fix:?}"
         )))
     }
 }
@@ -66,6 +75,16 @@ mod tests {
         assert!(msg.contains("write it as \"5\""), "{msg}");
         let msg = denial(&judge(&weighted("abc")), "hook-weight-invalid");
         assert!(msg.contains("write it as \"0\""), "{msg}");
+    }
+
+    #[test]
+    fn a_huge_weight_is_echoed_cut() {
+        let msg = denial(
+            &judge(&weighted(&"9".repeat(2_000_000))),
+            "hook-weight-invalid",
+        );
+        assert!(msg.contains("(2000000 bytes)"), "{msg}");
+        assert!(msg.len() < 1024, "{} bytes", msg.len());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Warn about hook images without a pinned version: untagged (means `:latest`) or a mutable tag.
 
-use crate::policy::{Context, Mode, Rule, RuleInfo, Violation};
+use crate::policy::{Context, Mode, Problems, Rule, RuleInfo, Violation, echo};
 
 pub struct ImageTag;
 
@@ -19,6 +19,7 @@ impl Rule for ImageTag {
             id: "image-tag",
             default_mode: Mode::Warn,
             mutates: false,
+            security: false,
             summary: "hook container image is untagged or uses a mutable tag such as :latest",
         }
     }
@@ -26,29 +27,35 @@ impl Rule for ImageTag {
     fn check(&self, ctx: &Context<'_, '_>) -> Option<Violation> {
         let (spec, _) = ctx.workload.pod_spec()?;
         let cfg = &ctx.policy.config().image_tag;
-        let problems: Vec<String> = spec
-            .all_containers()
-            .filter_map(|(_, c)| {
-                let image = c.image.as_deref()?;
-                let name = c.name.as_deref().unwrap_or_default();
-                match tag_of(image) {
-                    None if cfg.require_tag => Some(format!(
-                        "container {name:?} image {image:?} has no tag (means :latest)"
-                    )),
-                    Some(tag) if cfg.mutable_tags.iter().any(|m| m == tag) => Some(format!(
-                        "container {name:?} image {image:?} uses mutable tag {tag:?}"
-                    )),
-                    _ => None,
+        let mut problems = Problems::new();
+        for (_, c) in spec.all_containers() {
+            let Some(image) = c.image.as_deref() else {
+                continue;
+            };
+            let name = c.name.as_deref().unwrap_or_default();
+            match tag_of(image) {
+                None if cfg.require_tag => problems.push_with(|| {
+                    format!(
+                        "container {} image {} has no tag (means :latest)",
+                        echo(name),
+                        echo(image)
+                    )
+                }),
+                Some(tag) if cfg.mutable_tags.iter().any(|m| m == tag) => {
+                    problems.push_with(|| {
+                        format!(
+                            "container {} image {} uses mutable tag {tag:?}",
+                            echo(name),
+                            echo(image)
+                        )
+                    })
                 }
-            })
-            .collect();
-        if problems.is_empty() {
-            return None;
+                _ => {}
+            }
         }
-        Some(Violation::new(format!(
-            "{}: pin a version tag or a digest so the hook runs what you tested",
-            problems.join("; ")
-        )))
+        Violation::listing(problems, |list| {
+            format!("{list}: pin a version tag or a digest so the hook runs what you tested")
+        })
     }
 }
 

@@ -14,6 +14,7 @@ impl Rule for JobTtl {
             id: "job-ttl",
             default_mode: Mode::Enforce,
             mutates: true,
+            security: false,
             summary: "hook Job has no ttlSecondsAfterFinished (set the default) or one below the floor (raise it)",
         }
     }

@@ -25,6 +25,9 @@ pub struct RuleInfo {
     pub default_mode: Mode,
     /// Whether `enforce` means "mutate" (true) or "deny" (false).
     pub mutates: bool,
+    /// A security rule: an object's own `hookguard.io/exempt` annotation waives it only when the
+    /// policy names it in `exemptions.objectRules` (`*` does not cover it).
+    pub security: bool,
     /// One line for docs and `hookguard lint --list-rules`.
     pub summary: &'static str,
 }

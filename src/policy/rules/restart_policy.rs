@@ -14,6 +14,7 @@ impl Rule for RestartPolicy {
             id: "restart-policy",
             default_mode: Mode::Enforce,
             mutates: true,
+            security: false,
             summary: "hook Pod or Job template has restartPolicy Always (the default): set Never",
         }
     }

@@ -118,6 +118,24 @@ pub fn judge_with(policy: &Policy, json: &str, operation: Operation) -> Decision
     evaluate(policy, &req).expect("fixture evaluates")
 }
 
+/// Evaluates an UPDATE from `old` to `new` under `policy`.
+pub fn judge_update(policy: &Policy, old: &str, new: &str) -> Decision {
+    let old: Object = serde_json::from_str(old).expect("old fixture parses");
+    let object: Object = serde_json::from_str(new).expect("fixture parses");
+    let api_version = object.api_version.as_deref().unwrap_or("v1").to_owned();
+    let kind = object.kind.as_deref().unwrap_or_default().to_owned();
+    let req = Request {
+        operation: Operation::Update,
+        group: group_of(&api_version),
+        kind: &kind,
+        subresource: false,
+        namespace: "default",
+        object: Some(&object),
+        old_object: Some(&old),
+    };
+    evaluate(policy, &req).expect("fixture evaluates")
+}
+
 /// Evaluates a CREATE under the built-in policy.
 pub fn judge(json: &str) -> Decision {
     judge_with(&Policy::default(), json, Operation::Create)
