@@ -16,7 +16,7 @@ use crate::model::{
 };
 
 /// Longest repetition of one item in a generated list (`ab,ab,...`): far past the 64 KiB answer.
-const MAX_REPEAT: usize = 30_000;
+const MAX_REPEAT: usize = 8_000;
 
 /// A short arbitrary string (names, stray tokens).
 fn short(u: &mut Unstructured<'_>) -> Result<String> {
@@ -122,7 +122,7 @@ fn container(u: &mut Unstructured<'_>, i: usize) -> Result<Container> {
 fn containers(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<Container>> {
     // Mostly a few; sometimes very many (a findings list that must stay bounded).
     let n = if u.ratio(1, 16)? {
-        u.int_in_range(0..=2_000)?
+        u.int_in_range(0..=600)?
     } else {
         u.int_in_range(0..=max)?
     };
