@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build run test check unit e2e tools deploy bench load-test image fmt clean
+.PHONY: all build run test check unit fuzz-tools fuzz-build fuzz-short fuzz-long e2e tools deploy bench load-test image fmt clean
 
 all: build
 
@@ -15,17 +15,67 @@ run:
 	$(CARGO) run --release --locked -- serve
 
 ## Everything: formatting, lints, unit and integration tests, and the real-cluster suite.
-test: check unit e2e
+test: check unit fuzz-short e2e
 
 ## Formatting and lints (warnings are errors).
 check:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test e2e -- -D warnings
 
 ## Unit tests (engine, rules, config) and integration tests (HTTP, TLS, CLI).
 unit:
 	$(CARGO) test --locked
+
+## Fuzzing (fuzz/README.md): cargo-fuzz on the nightly toolchain. `fuzz-short` runs every target
+## for FUZZ_SECONDS and fails on any crash or broken invariant; `fuzz-long` is the recorded run.
+FUZZ_TARGETS := review review_structured policy_config lint
+FUZZ_SECONDS ?= 8
+FUZZ_RUNS ?= 10000000
+FUZZ := $(CARGO) +nightly fuzz
+FUZZ_DICT_review := dicts/review.dict
+FUZZ_DICT_review_structured :=
+FUZZ_DICT_policy_config := dicts/yaml.dict
+FUZZ_DICT_lint := dicts/yaml.dict
+
+fuzz-tools:
+	@$(CARGO) +nightly --version >/dev/null 2>&1 || { \
+	  echo "fuzz: no nightly toolchain (cargo-fuzz needs it): run 'rustup toolchain install nightly'" >&2; exit 1; }
+	@$(FUZZ) --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@$(FUZZ) --version
+
+fuzz-build: fuzz-tools
+	$(FUZZ) build
+
+# Each target starts from its committed seeds (fuzz/seeds) plus what earlier runs found
+# (fuzz/corpus, not committed); -timeout makes a slow input a failure too. The full output of
+# each run is in fuzz/logs/TARGET.log, a failing input in fuzz/artifacts/TARGET/.
+define fuzz_short_one
+	@mkdir -p fuzz/corpus/$(1) fuzz/logs
+	@echo "fuzz: $(1) for $(FUZZ_SECONDS) s"
+	@if ! $(FUZZ) run $(1) fuzz/corpus/$(1) fuzz/seeds/$(1) -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	    $(if $(FUZZ_DICT_$(1)),-dict=fuzz/$(FUZZ_DICT_$(1))) >fuzz/logs/$(1).log 2>&1; then \
+	  tail -n 40 fuzz/logs/$(1).log; \
+	  echo "fuzz: $(1) FAILED (full output in fuzz/logs/$(1).log, the input in fuzz/artifacts/$(1)/)" >&2; \
+	  exit 1; \
+	fi
+	@grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)' \
+	  fuzz/logs/$(1).log | sed 's/^stat::/  /'
+
+endef
+
+fuzz-short: fuzz-build
+	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_short_one,$(t)))
+
+## One long recorded run of one target (FUZZ_TARGET=review ...): one process, one job, FUZZ_RUNS
+## executions; see fuzz/README.md.
+fuzz-long: fuzz-build
+	mkdir -p fuzz/corpus/$(FUZZ_TARGET)
+	$(FUZZ) run $(FUZZ_TARGET) fuzz/corpus/$(FUZZ_TARGET) fuzz/seeds/$(FUZZ_TARGET) -- \
+	  -runs=$(FUZZ_RUNS) -timeout=10 -print_final_stats=1 \
+	  $(if $(FUZZ_DICT_$(FUZZ_TARGET)),-dict=fuzz/$(FUZZ_DICT_$(FUZZ_TARGET)))
 
 ## Build kube-apiserver, etcd, helm 3/4, kwok, ... from their Go modules into a cache; print the bin dir.
 tools:
