@@ -157,12 +157,12 @@ pub fn review(
     if let Some(v) = review.api_version.as_deref()
         && v != API_VERSION
     {
-        return Err(AdmissionError::UnsupportedVersion(v.to_owned()));
+        return Err(AdmissionError::UnsupportedVersion(cut(v).to_owned()));
     }
     if let Some(k) = review.kind.as_deref()
         && k != KIND
     {
-        return Err(AdmissionError::UnsupportedKind(k.to_owned()));
+        return Err(AdmissionError::UnsupportedKind(cut(k).to_owned()));
     }
     let req = review.request.ok_or(AdmissionError::MissingRequest)?;
     if req.uid.len() > MAX_UID_BYTES {
