@@ -121,7 +121,8 @@ pub struct ServerLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShedLabels {
-    /// `body_budget`: the request body bytes in flight were at their limit.
+    /// `body_budget`: the request body bytes in flight were at their limit; `engine_busy`: every
+    /// engine slot for large reviews stayed busy.
     pub reason: &'static str,
 }
 
@@ -323,15 +324,15 @@ impl Metrics {
         let requests_shed = Family::<ShedLabels, Counter>::default();
         registry.register(
             "hookguard_requests_shed",
-            "Webhook requests answered 503 at once instead of being served, by reason (body_budget)",
+            "Webhook requests answered 503 instead of being served, by reason (body_budget, engine_busy)",
             requests_shed.clone(),
         );
         for server in ["webhook", "admin"] {
             let _ = connections_refused.get_or_create(&ServerLabels { server });
         }
-        let _ = requests_shed.get_or_create(&ShedLabels {
-            reason: "body_budget",
-        });
+        for reason in ["body_budget", "engine_busy"] {
+            let _ = requests_shed.get_or_create(&ShedLabels { reason });
+        }
         for cert in ["serving", "ca"] {
             let _ = cert_rotations.get_or_create(&CertLabels { cert });
         }
@@ -360,14 +361,12 @@ impl Metrics {
         for webhook in [Webhook::Mutate, Webhook::Validate] {
             // Requests that are not AdmissionReviews carry no operation or kind; creating these
             // series up front makes the family visible (as zero) before the first request.
-            for result in ["invalid", "shed"] {
-                let _ = admission_requests.get_or_create(&RequestLabels {
-                    webhook: webhook.as_str(),
-                    operation: "",
-                    kind: "",
-                    result,
-                });
-            }
+            let _ = admission_requests.get_or_create(&RequestLabels {
+                webhook: webhook.as_str(),
+                operation: "",
+                kind: "",
+                result: "invalid",
+            });
             let _ = admission_duration.get_or_create(&WebhookLabels {
                 webhook: webhook.as_str(),
             });
@@ -520,7 +519,12 @@ impl Metrics {
                     return;
                 }
                 let namespace = if self.namespace_label {
-                    self.admission_namespaces.get(&outcome.namespace)
+                    // A namespace Kubernetes could not have is not worth a series of its own.
+                    if is_dns_label(&outcome.namespace) {
+                        self.admission_namespaces.get(&outcome.namespace)
+                    } else {
+                        "other".to_owned()
+                    }
                 } else {
                     String::new()
                 };
@@ -539,13 +543,10 @@ impl Metrics {
     }
 
     /// Records a request shed because the engine was busy (answered 503).
-    pub fn record_shed(&self, webhook: Webhook, seconds: f64) {
-        self.admission_requests
-            .get_or_create(&RequestLabels {
-                webhook: webhook.as_str(),
-                operation: "",
-                kind: "",
-                result: "shed",
+    pub fn record_engine_busy(&self, webhook: Webhook, seconds: f64) {
+        self.requests_shed
+            .get_or_create(&ShedLabels {
+                reason: "engine_busy",
             })
             .inc();
         self.observe(webhook, seconds);
@@ -668,25 +669,22 @@ pub fn bounded_kind(group: &str, kind: &str) -> &'static str {
 /// (`--metrics-namespace-label=false`).
 pub const MAX_ADMISSION_NAMESPACES: usize = 1000;
 
-/// A label whose values come from input: the first `cap` distinct valid values are reported as
-/// they are, the rest as `other`.
-struct BoundedValues {
+/// A label whose values come from outside: the first `cap` distinct values are reported as they
+/// are, later ones as `other`.
+pub struct BoundedValues {
     cap: usize,
     seen: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl BoundedValues {
-    fn new(cap: usize) -> Self {
+    pub fn new(cap: usize) -> Self {
         BoundedValues {
             cap,
             seen: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
-    fn get(&self, value: &str) -> String {
-        if !is_dns_label(value) {
-            return "other".to_owned();
-        }
+    pub fn get(&self, value: &str) -> String {
         let mut seen = self
             .seen
             .lock()
@@ -767,7 +765,8 @@ mod tests {
         }
         assert_eq!(values.get("d"), "other");
         assert_eq!(values.get("a"), "a");
-        assert_eq!(values.get("Not_A_Namespace"), "other");
-        assert_eq!(values.get(&"n".repeat(64)), "other");
+        assert!(is_dns_label("team-a") && is_dns_label(""));
+        assert!(!is_dns_label("Not_A_Namespace"));
+        assert!(!is_dns_label(&"n".repeat(64)));
     }
 }

@@ -29,7 +29,9 @@ use tokio::sync::watch;
 use wildmatch::WildMatch;
 
 use crate::managed_certs::stopped;
-use crate::metrics::{Metrics, NamespaceOutcomeLabels, OutcomeLabels, ReleaseLabels};
+use crate::metrics::{
+    BoundedValues, Metrics, NamespaceOutcomeLabels, OutcomeLabels, ReleaseLabels,
+};
 use crate::server::AppState;
 pub use leader::run;
 use record::Kind;
@@ -131,7 +133,7 @@ fn lock(shared: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
 struct Labels {
     namespace: bool,
     release: bool,
-    releases_seen: Mutex<HashSet<String>>,
+    releases: BoundedValues,
 }
 
 /// At most this many distinct release label values; later ones are reported as `other`.
@@ -150,16 +152,7 @@ impl Labels {
         if !self.release {
             return String::new();
         }
-        let mut seen = self
-            .releases_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if seen.contains(release) || seen.len() < MAX_RELEASE_VALUES {
-            seen.insert(release.to_owned());
-            release.to_owned()
-        } else {
-            "other".to_owned()
-        }
+        self.releases.get(release)
     }
 }
 
@@ -219,7 +212,7 @@ async fn work(
     let labels = Arc::new(Labels {
         namespace: state.metrics.namespace_label(),
         release: opts.metrics_release_label,
-        releases_seen: Mutex::default(),
+        releases: BoundedValues::new(MAX_RELEASE_VALUES),
     });
     if !opts.orphan_detection {
         lock(&shared).releases_synced = false;

@@ -491,17 +491,21 @@ fn ratchet(
 }
 
 /// The rules an object exempts itself from with `hookguard.io/exempt` (whether the policy lets it
-/// is decided per rule). Parsed once, in bounded memory, however long the annotation is.
+/// is decided per rule): one bit per rule index. Parsed once, without allocating, however long the
+/// annotation is.
 struct SelfExemption {
     all: bool,
-    rules: Vec<bool>,
+    rules: u64,
 }
+
+// One bit per rule.
+const _: () = assert!(RULES.len() <= 64);
 
 impl SelfExemption {
     fn of(object: &Object<'_>) -> Self {
         let mut exemption = SelfExemption {
             all: false,
-            rules: vec![false; RULES.len()],
+            rules: 0,
         };
         let Some(value) = object.annotations().and_then(|a| a.exempt.as_deref()) else {
             return exemption;
@@ -510,14 +514,14 @@ impl SelfExemption {
             if item == "*" {
                 exemption.all = true;
             } else if let Some(i) = RULES.iter().position(|r| r.info().id == item) {
-                exemption.rules[i] = true;
+                exemption.rules |= 1 << i;
             }
         }
         exemption
     }
 
     fn covers(&self, index: usize) -> bool {
-        self.all || self.rules.get(index).copied().unwrap_or(false)
+        self.all || (index < 64 && self.rules & (1 << index) != 0)
     }
 }
 

@@ -225,7 +225,7 @@ async fn answer(
         Err(Unanswered::Busy) => {
             state
                 .metrics
-                .record_shed(webhook, started.elapsed().as_secs_f64());
+                .record_engine_busy(webhook, started.elapsed().as_secs_f64());
             let mut response = error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "hookguard is busy with other large reviews; retry",

@@ -12,7 +12,7 @@ impl Rule for HookKindLongRunning {
             default_mode: Mode::Enforce,
             mutates: false,
             security: true,
-            summary: "a long-running kind (Deployment, StatefulSet, DaemonSet, ReplicaSet, Service) is a hook",
+            summary: "a long-running kind (Deployment, StatefulSet, DaemonSet, ReplicaSet, Service, CronJob) is a hook",
         }
     }
 
