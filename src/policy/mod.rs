@@ -457,7 +457,8 @@ fn ratchet(
     let Some(old_hook) = old.hook() else {
         return Ok(());
     };
-    // An old object whose spec does not parse had every spec problem it could have.
+    // An old spec that does not parse offers nothing to compare with: the new object's spec
+    // findings stand.
     let old_workload = parse_workload(req.group, req.kind, old).unwrap_or(Workload::Other);
     let ctx = Context {
         operation: req.operation,
