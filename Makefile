@@ -54,7 +54,7 @@ fuzz-build: fuzz-tools
 define fuzz_short_one
 	@mkdir -p fuzz/corpus/$(1) fuzz/logs
 	@echo "fuzz: $(1) for $(FUZZ_SECONDS) s"
-	@if ! $(FUZZ) run $(1) fuzz/corpus/$(1) fuzz/seeds/$(1) -- \
+	@if ! $(FUZZ) run $(1) fuzz/corpus/$(1) $(wildcard fuzz/seeds/$(1)) -- \
 	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 	    $(if $(FUZZ_DICT_$(1)),-dict=fuzz/$(FUZZ_DICT_$(1))) >fuzz/logs/$(1).log 2>&1; then \
 	  tail -n 40 fuzz/logs/$(1).log; \
@@ -73,7 +73,7 @@ fuzz-short: fuzz-build
 ## executions; see fuzz/README.md.
 fuzz-long: fuzz-build
 	mkdir -p fuzz/corpus/$(FUZZ_TARGET)
-	$(FUZZ) run $(FUZZ_TARGET) fuzz/corpus/$(FUZZ_TARGET) fuzz/seeds/$(FUZZ_TARGET) -- \
+	$(FUZZ) run $(FUZZ_TARGET) fuzz/corpus/$(FUZZ_TARGET) $(wildcard fuzz/seeds/$(FUZZ_TARGET)) -- \
 	  -runs=$(FUZZ_RUNS) -timeout=10 -print_final_stats=1 \
 	  $(if $(FUZZ_DICT_$(FUZZ_TARGET)),-dict=fuzz/$(FUZZ_DICT_$(FUZZ_TARGET)))
 
