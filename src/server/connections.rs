@@ -365,6 +365,32 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     }
 }
 
+/// After a failed handshake (tokio-rustls has written the alert): send FIN, then read and drop
+/// what the client still sends for a moment. Closing with unread bytes makes the kernel send a
+/// reset, which can destroy the alert before the client reads it: an API server with the wrong
+/// client certificate would then log "connection reset" instead of "unknown certificate authority".
+async fn close_after_alert(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if tcp.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut left = ALERT_LINGER_BYTES;
+    let _ = tokio::time::timeout(ALERT_LINGER, async {
+        while left > 0 {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+/// How long, and for how many bytes, a refused connection is drained before it is closed.
+const ALERT_LINGER: Duration = Duration::from_secs(1);
+const ALERT_LINGER_BYTES: usize = 256 * 1024;
+
 async fn connection(
     tcp: TcpStream,
     shared: Arc<Shared>,
@@ -384,7 +410,7 @@ async fn connection(
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-            let handshake = acceptor.accept(tcp);
+            let handshake = acceptor.accept(tcp).into_fallible();
             let tls = match handshake_deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, handshake).await {
                     Ok(tls) => tls,
@@ -397,8 +423,9 @@ async fn connection(
             };
             let tls = match tls {
                 Ok(tls) => tls,
-                Err(e) => {
+                Err((e, tcp)) => {
                     tracing::debug!(error = %e, "TLS handshake failed");
+                    close_after_alert(tcp).await;
                     return;
                 }
             };
