@@ -114,6 +114,13 @@ fn large_configmap_hook(base: &Value) -> Vec<u8> {
 /// Forged reviews of nearly the default body limit (7 MiB) that each aim at one cost: findings
 /// that grow with the input, edit distance over a huge word, per-container messages. The
 /// reliability budget: each answer at most 64 KiB, engine time a few milliseconds.
+/// `list` cut so that the object's annotations nearly fill the API server's limit (1 KiB is
+/// left for the other annotations of the fixture).
+fn at_limit(mut list: String) -> String {
+    list.truncate(hookguard::object::MAX_STORED_ANNOTATIONS_BYTES - 1024);
+    list
+}
+
 fn adversarial_reviews(base: &Value) -> Vec<(&'static str, Vec<u8>)> {
     let job = base["request"]["object"].clone();
     let with = |change: &dyn Fn(&mut Value)| {
@@ -136,6 +143,30 @@ fn adversarial_reviews(base: &Value) -> Vec<(&'static str, Vec<u8>)> {
         (
             "delete_policy_list_4mb",
             annotate("helm.sh/hook-delete-policy", "xy,".repeat(1_400_000)),
+        ),
+        // The longest lists that are parsed: the API server stores at most 256 KiB of
+        // annotations (keys plus values); beyond that hookguard does not parse them.
+        (
+            "hook_event_list_at_limit",
+            annotate("helm.sh/hook", at_limit("ab,".repeat(90_000))),
+        ),
+        (
+            "alternating_events_at_limit",
+            annotate(
+                "helm.sh/hook",
+                at_limit(
+                    ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9"]
+                        .repeat(30_000)
+                        .join(","),
+                ),
+            ),
+        ),
+        (
+            "distinct_events_at_limit",
+            annotate(
+                "helm.sh/hook",
+                at_limit((0..40_000).map(|i| format!("e{i:05},")).collect()),
+            ),
         ),
         (
             "distinct_events_100k",

@@ -133,6 +133,26 @@ pub enum AdmissionError {
     Engine(#[from] EngineError),
 }
 
+/// Longest error message a 400 (and its log line) carries. A parse error can quote the offending
+/// value (serde: `invalid type: string "...", expected a boolean`), which a forged request makes
+/// as long as the body.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+impl AdmissionError {
+    /// The message, at most [`MAX_ERROR_MESSAGE_BYTES`] (plus a short note when cut).
+    pub fn bounded_message(&self) -> String {
+        let full = self.to_string();
+        if full.len() <= MAX_ERROR_MESSAGE_BYTES {
+            return full;
+        }
+        format!(
+            "{}... (message cut: {} bytes)",
+            crate::hook::truncate_str(&full, MAX_ERROR_MESSAGE_BYTES),
+            full.len()
+        )
+    }
+}
+
 /// What was decided, for metrics and logs (no object content beyond names and rule ids).
 #[derive(Debug)]
 pub struct Outcome {
@@ -466,6 +486,31 @@ mod tests {
         .unwrap();
         assert!(parse(&bytes)["response"].get("patch").is_none());
         assert_eq!(outcome.result, "allowed");
+    }
+
+    #[test]
+    fn error_messages_that_quote_the_input_are_cut() {
+        let p = Policy::default();
+        let huge = "x".repeat(1 << 20);
+        let mut in_envelope: Value =
+            serde_json::from_slice(&envelope("CREATE", hook_pod(), Value::Null)).unwrap();
+        in_envelope["request"]["kind"] = json!(huge);
+        let mut in_spec = hook_pod();
+        in_spec["spec"]["hostNetwork"] = json!(huge);
+        for body in [
+            in_envelope.to_string(),
+            String::from_utf8(envelope("CREATE", in_spec, Value::Null)).unwrap(),
+        ] {
+            let err = review(Webhook::Validate, &p, body.as_bytes()).unwrap_err();
+            assert!(err.to_string().len() > 1 << 20, "serde quotes the value");
+            let message = err.bounded_message();
+            assert!(
+                message.len() < MAX_ERROR_MESSAGE_BYTES + 64,
+                "{}",
+                message.len()
+            );
+            assert!(message.ends_with("bytes)"), "{message}");
+        }
     }
 
     #[test]

@@ -46,14 +46,6 @@ impl HookEvent {
         ("test-success", HookEvent::Test),
     ];
 
-    /// Parses one already trimmed and lower-cased item.
-    pub fn from_normalized(item: &str) -> Option<Self> {
-        Self::SPELLINGS
-            .iter()
-            .find(|(spelling, _)| *spelling == item)
-            .map(|(_, event)| *event)
-    }
-
     /// The canonical spelling (used as a metric label value).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,16 +83,19 @@ impl DeletePolicy {
         DeletePolicy::HookFailed,
     ];
 
+    /// Every spelling Helm accepts, with the policy it maps to.
+    pub const SPELLINGS: &'static [(&'static str, DeletePolicy)] = &[
+        ("before-hook-creation", DeletePolicy::BeforeHookCreation),
+        ("hook-succeeded", DeletePolicy::HookSucceeded),
+        ("hook-failed", DeletePolicy::HookFailed),
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeletePolicy::BeforeHookCreation => "before-hook-creation",
             DeletePolicy::HookSucceeded => "hook-succeeded",
             DeletePolicy::HookFailed => "hook-failed",
         }
-    }
-
-    pub fn from_normalized(item: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|p| p.as_str() == item)
     }
 }
 
@@ -112,13 +107,11 @@ pub enum OutputLogPolicy {
 }
 
 impl OutputLogPolicy {
-    pub fn from_normalized(item: &str) -> Option<Self> {
-        match item {
-            "hook-succeeded" => Some(OutputLogPolicy::HookSucceeded),
-            "hook-failed" => Some(OutputLogPolicy::HookFailed),
-            _ => None,
-        }
-    }
+    /// Every spelling Helm accepts, with the policy it maps to.
+    pub const SPELLINGS: &'static [(&'static str, OutputLogPolicy)] = &[
+        ("hook-succeeded", OutputLogPolicy::HookSucceeded),
+        ("hook-failed", OutputLogPolicy::HookFailed),
+    ];
 }
 
 /// At most this many distinct unknown items are kept per list (for messages and ratcheting); the
@@ -210,43 +203,203 @@ pub fn truncate_str(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn parse_list<T: Copy + PartialEq>(value: &str, known: impl Fn(&str) -> Option<T>) -> HookList<T> {
-    let mut list = HookList {
-        known: Vec::new(),
-        unknown: Vec::new(),
-        unknown_not_kept: 0,
-    };
-    for raw in value.split(',') {
+/// Longest item compared as a [`ShortKey`]: every spelling Helm knows is at most 20 bytes.
+const MAX_SHORT_KEY_BYTES: usize = 23;
+
+/// An ASCII item of at most [`MAX_SHORT_KEY_BYTES`], lower-cased and packed with its length (the
+/// last byte) into three words, so that matching it against the spellings and the kept items is
+/// a few integer comparisons instead of string comparisons: a forged list has millions of items.
+type ShortKey = [u64; 3];
+
+/// The key of `item` as Go lower-cases it, or `None` when it is too long or not ASCII.
+fn short_key(item: &[u8]) -> Option<ShortKey> {
+    if item.len() > MAX_SHORT_KEY_BYTES {
+        return None;
+    }
+    let mut key: ShortKey = [0; 3];
+    for (word, chunk) in key.iter_mut().zip(item.chunks(8)) {
+        let mut x = 0u64;
+        for (i, &b) in chunk.iter().enumerate() {
+            x |= u64::from(b) << (8 * i);
+        }
+        if x & HIGH_BITS != 0 {
+            return None;
+        }
+        *word = ascii_lower_word(x);
+    }
+    key[2] |= (item.len() as u64) << 56;
+    Some(key)
+}
+
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// ASCII lower-casing of eight bytes at once (each below 0x80): bit 0x20 is set in every byte
+/// from `A` to `Z`. Adding to a byte below 0x80 cannot carry into the next one.
+fn ascii_lower_word(x: u64) -> u64 {
+    let at_least_a = x + (0x80 - u64::from(b'A')) * ONES;
+    let above_z = x + (0x80 - u64::from(b'Z') - 1) * ONES;
+    x | ((at_least_a & !above_z & HIGH_BITS) >> 2)
+}
+
+/// The item's text from its key.
+fn short_text(key: ShortKey) -> String {
+    let len = (key[2] >> 56) as usize;
+    (0..len)
+        .map(|i| char::from((key[i / 8] >> (8 * (i % 8))) as u8))
+        .collect()
+}
+
+/// `item` without the ASCII whitespace Go's `strings.TrimSpace` removes (Unicode whitespace is
+/// handled by the general path: it is not ASCII).
+fn trim_ascii_space(item: &[u8]) -> &[u8] {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let start = item.iter().position(|b| !is_space(b)).unwrap_or(item.len());
+    let end = item
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    &item[start..end.max(start)]
+}
+
+/// The key of a kept item that has none: no item's key is equal (its length byte is 0xff).
+const NO_KEY: ShortKey = [u64::MAX; 3];
+
+/// What became of one item.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Known,
+    Kept,
+    NotKept,
+}
+
+/// The state of one list scan.
+struct ListScan<'s, T> {
+    spellings: &'s [(&'s str, T)],
+    spelling_keys: Vec<(ShortKey, T)>,
+    /// One bit per length a spelling has: most items of a forged list skip the spellings.
+    spelling_lengths: u32,
+    known: Vec<T>,
+    kept: Vec<UnknownItem>,
+    /// The key of each kept item, or [`NO_KEY`].
+    kept_keys: Vec<ShortKey>,
+    unknown_not_kept: usize,
+}
+
+impl<'s, T: Copy + PartialEq> ListScan<'s, T> {
+    fn new(spellings: &'s [(&'s str, T)]) -> Self {
+        let spelling_keys: Vec<(ShortKey, T)> = spellings
+            .iter()
+            .filter_map(|(s, t)| short_key(s.as_bytes()).map(|k| (k, *t)))
+            .collect();
+        debug_assert_eq!(spelling_keys.len(), spellings.len(), "spellings are short");
+        ListScan {
+            spellings,
+            spelling_keys,
+            spelling_lengths: spellings.iter().fold(0, |m, (s, _)| m | 1 << s.len()),
+            known: Vec::new(),
+            kept: Vec::new(),
+            kept_keys: Vec::new(),
+            unknown_not_kept: 0,
+        }
+    }
+
+    fn known(&mut self, value: T) -> Seen {
+        if !self.known.contains(&value) {
+            self.known.push(value);
+        }
+        Seen::Known
+    }
+
+    /// An ASCII item of `len` bytes (trimmed) with its key.
+    fn short(&mut self, key: ShortKey, len: usize) -> Seen {
+        if self.spelling_lengths & (1 << len) != 0
+            && let Some(&(_, value)) = self.spelling_keys.iter().find(|(s, _)| *s == key)
+        {
+            return self.known(value);
+        }
+        // Word by word: most keys differ in the first.
+        if self
+            .kept_keys
+            .iter()
+            .any(|k| k[0] == key[0] && k[1] == key[1] && k[2] == key[2])
+        {
+            return Seen::Kept;
+        }
+        self.unknown(|| short_text(key), len, key)
+    }
+
+    /// Any other item: trimmed and lower-cased as Go does, at most [`MAX_ITEM_BYTES`] kept.
+    fn general(&mut self, raw: &str) -> Seen {
         let raw = raw.trim();
-        let (text, len) = if raw.len() > MAX_ITEM_BYTES {
-            (go_lower(truncate_str(raw, MAX_ITEM_BYTES)), raw.len())
-        } else {
-            let text = go_lower(raw);
-            if let Some(k) = known(&text) {
-                if !list.known.contains(&k) {
-                    list.known.push(k);
-                }
-                continue;
-            }
-            (text, raw.len())
-        };
-        if list
-            .unknown
+        let len = raw.len();
+        let text = go_lower(truncate_str(raw, MAX_ITEM_BYTES));
+        if len <= MAX_ITEM_BYTES
+            && let Some(&(_, value)) = self.spellings.iter().find(|(s, _)| *s == text)
+        {
+            return self.known(value);
+        }
+        if self
+            .kept
             .iter()
             .any(|u| u.len == len && u.text == text.as_ref())
         {
-            continue;
+            return Seen::Kept;
         }
-        if list.unknown.len() < MAX_KEPT_UNKNOWN {
-            list.unknown.push(UnknownItem {
-                text: text.into_owned(),
-                len,
-            });
+        // Equal to a later short item exactly when the same text came from as many bytes.
+        let key = short_key(text.as_bytes())
+            .filter(|_| text.len() == len)
+            .unwrap_or(NO_KEY);
+        self.unknown(|| text.into_owned(), len, key)
+    }
+
+    /// An unknown item that is not among the kept ones.
+    fn unknown(&mut self, text: impl FnOnce() -> String, len: usize, key: ShortKey) -> Seen {
+        if self.kept.len() < MAX_KEPT_UNKNOWN {
+            self.kept.push(UnknownItem { text: text(), len });
+            self.kept_keys.push(key);
+            Seen::Kept
         } else {
-            list.unknown_not_kept += 1;
+            self.unknown_not_kept += 1;
+            Seen::NotKept
         }
     }
-    list
+}
+
+/// Parses a comma list in time linear in its length with a small constant, and in memory bounded
+/// by [`MAX_KEPT_UNKNOWN`]. A forged list has millions of items: an item equal to the one before
+/// costs one comparison, a short ASCII item a few integer comparisons ([`ShortKey`]).
+fn parse_list<T: Copy + PartialEq>(value: &str, spellings: &[(&str, T)]) -> HookList<T> {
+    let mut scan = ListScan::new(spellings);
+    let mut previous: Option<(&[u8], Seen)> = None;
+    let mut start = 0;
+    for raw in value.as_bytes().split(|&b| b == b',') {
+        let item_start = start;
+        start += raw.len() + 1;
+        if let Some((bytes, seen)) = previous
+            && bytes == raw
+        {
+            if seen == Seen::NotKept {
+                scan.unknown_not_kept += 1;
+            }
+            continue;
+        }
+        let trimmed = trim_ascii_space(raw);
+        let seen = match short_key(trimmed) {
+            Some(key) => scan.short(key, trimmed.len()),
+            // The item lies between two commas (ASCII), so it always is a whole `str`.
+            None => match value.get(item_start..item_start + raw.len()) {
+                Some(item) => scan.general(item),
+                None => continue,
+            },
+        };
+        previous = Some((raw, seen));
+    }
+    HookList {
+        known: scan.known,
+        unknown: scan.kept,
+        unknown_not_kept: scan.unknown_not_kept,
+    }
 }
 
 /// The result of parsing `helm.sh/hook-weight`.
@@ -309,15 +462,15 @@ impl HookAnnotations {
     ) -> Option<Self> {
         let hook = hook?;
         Some(HookAnnotations {
-            events: parse_list(hook, HookEvent::from_normalized),
+            events: parse_list(hook, HookEvent::SPELLINGS),
             weight: weight.map(|w| WeightAnnotation {
                 text: truncate_str(w, MAX_ITEM_BYTES).to_owned(),
                 len: w.len(),
                 weight: Weight::parse(w),
             }),
-            delete_policies: delete_policy.map(|v| parse_list(v, DeletePolicy::from_normalized)),
+            delete_policies: delete_policy.map(|v| parse_list(v, DeletePolicy::SPELLINGS)),
             output_log_policies: output_log_policy
-                .map(|v| parse_list(v, OutputLogPolicy::from_normalized)),
+                .map(|v| parse_list(v, OutputLogPolicy::SPELLINGS)),
         })
     }
 
@@ -385,6 +538,70 @@ mod tests {
         assert_eq!(list.unknown.len(), MAX_KEPT_UNKNOWN);
         // 1000 distinct values and the empty item after the last comma.
         assert_eq!(list.unknown_not_kept, 1001 - MAX_KEPT_UNKNOWN);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    /// The straightforward parse: every item trimmed, lower-cased and compared as a string.
+    fn reference_parse<T: Copy + PartialEq>(value: &str, spellings: &[(&str, T)]) -> HookList<T> {
+        let mut list = HookList {
+            known: Vec::new(),
+            unknown: Vec::new(),
+            unknown_not_kept: 0,
+        };
+        for raw in value.split(',').map(str::trim) {
+            let text = go_lower(truncate_str(raw, MAX_ITEM_BYTES));
+            if raw.len() <= MAX_ITEM_BYTES
+                && let Some((_, k)) = spellings.iter().find(|(s, _)| *s == text)
+            {
+                if !list.known.contains(k) {
+                    list.known.push(*k);
+                }
+            } else if list
+                .unknown
+                .iter()
+                .any(|u| u.len == raw.len() && u.text == text)
+            {
+            } else if list.unknown.len() < MAX_KEPT_UNKNOWN {
+                list.unknown.push(UnknownItem {
+                    text: text.into_owned(),
+                    len: raw.len(),
+                });
+            } else {
+                list.unknown_not_kept += 1;
+            }
+        }
+        list
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+        #[test]
+        fn the_fast_parse_equals_the_reference(
+            items in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "pre-install", "Post-Upgrade", " test ", "TEST-success", "hook-failed",
+                        "before-hook-creation", "BEFORE-HOOK-CREATION\t", "hook-succeeded",
+                        "pre-\u{130}nstall", "pre-rollbac\u{212a}", "\u{a0}test", "test\u{2003}",
+                        "", " ", "ab", "AB", "a\u{0}", "x".repeat(23).leak(), "x".repeat(24).leak(),
+                        "y".repeat(70).leak(),
+                    ]).prop_map(str::to_owned),
+                    "[ a-zA-Z\\-\u{130}\u{a0}\u{212a}]{0,30}",
+                ],
+                0..40,
+            ),
+        ) {
+            let value = items.join(",");
+            proptest::prop_assert_eq!(
+                parse_list(&value, HookEvent::SPELLINGS),
+                reference_parse(&value, HookEvent::SPELLINGS)
+            );
+            proptest::prop_assert_eq!(
+                parse_list(&value, DeletePolicy::SPELLINGS),
+                reference_parse(&value, DeletePolicy::SPELLINGS)
+            );
+        }
     }
 
     #[test]

@@ -131,6 +131,13 @@ fn lint_value(
     };
     match evaluate(policy, &req) {
         Err(e) => linted.error = Some(e.to_string()),
+        Ok(decision) if decision.skipped == Some(crate::policy::Skip::AnnotationsTooLarge) => {
+            linted.error = Some(format!(
+                "metadata.annotations hold more than {} bytes (keys plus values): the API server \
+                 refuses to store this object",
+                crate::object::MAX_STORED_ANNOTATIONS_BYTES
+            ));
+        }
         Ok(decision) => {
             let tagged = |action: &'static str| {
                 move |f: crate::policy::Finding| LintFinding {
@@ -280,6 +287,17 @@ spec:
             err.to_string().starts_with("bad.yaml: not valid YAML"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn annotations_the_api_server_refuses_are_an_error() {
+        let list = "ab,".repeat(90_000);
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {{helm.sh/hook: '{list}'}}\nspec:\n  restartPolicy: Never\n  containers: [{{name: c, image: 'busybox:1.36'}}]\n"
+        );
+        let objects = lint_text(&Policy::default(), "-", &text, None).unwrap();
+        let error = objects[0].error.as_deref().unwrap_or_default();
+        assert!(error.contains("refuses to store"), "{objects:#?}");
     }
 
     #[test]

@@ -130,9 +130,39 @@ pub struct Annotations<'a> {
     pub mutated: Option<Cow<'a, str>>,
 }
 
+/// kube-apiserver refuses to store an object whose annotations, keys plus values, exceed this many
+/// bytes (apimachinery's `TotalAnnotationSizeLimitB`). Mutating webhooks are called before that
+/// check, validating webhooks after it.
+pub const MAX_STORED_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
+impl Annotations<'_> {
+    /// Keys plus values of the annotations read here: a lower bound of the object's total.
+    pub fn bytes_read(&self) -> usize {
+        [
+            ("helm.sh/hook", &self.hook),
+            ("helm.sh/hook-weight", &self.weight),
+            ("helm.sh/hook-delete-policy", &self.delete_policy),
+            ("helm.sh/hook-output-log-policy", &self.output_log_policy),
+            ("hookguard.io/exempt", &self.exempt),
+            ("hookguard.io/mutated", &self.mutated),
+        ]
+        .iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| key.len() + v.len()))
+        .sum()
+    }
+}
+
 impl<'a> Object<'a> {
     pub fn annotations(&self) -> Option<&Annotations<'a>> {
         self.metadata.as_ref()?.annotations.as_ref()
+    }
+
+    /// Whether the API server would refuse to store this object for its annotations' size: no
+    /// object it stores or sends to a validating webhook is like this, so hookguard does not
+    /// parse them (a forged list of millions of items costs time, and the answer cannot matter).
+    pub fn annotations_too_large(&self) -> bool {
+        self.annotations()
+            .is_some_and(|a| a.bytes_read() > MAX_STORED_ANNOTATIONS_BYTES)
     }
 
     /// The Helm hook annotations, or `None` when this is not a hook.

@@ -61,37 +61,83 @@ fn set_annotation(object: &mut Value, key: &str, value: String) {
     object["metadata"]["annotations"][key] = Value::String(value);
 }
 
+/// What `/validate` must answer besides a bounded AdmissionReview.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Expect {
+    /// Denied with a short message.
+    Denied,
+    /// Annotations larger than the API server stores: not parsed, allowed, not patched.
+    Untouched,
+    /// Only bounded.
+    Bounded,
+}
+
 #[tokio::test]
 async fn every_answer_is_bounded_whatever_the_body() {
+    use Expect::*;
     let (web, _) = router();
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    // Just under the API server's 256 KiB of annotations (the fixture has a few more).
+    let near_limit = 250_000;
+    let cases: Vec<(&str, Expect, Vec<u8>)> = vec![
         (
             "4 MB hook event list",
+            Untouched,
             job_review(|o| set_annotation(o, "helm.sh/hook", "ab,".repeat(1_400_000))),
         ),
         (
+            "250 KB hook event list",
+            Denied,
+            job_review(|o| set_annotation(o, "helm.sh/hook", "ab,".repeat(near_limit / 3))),
+        ),
+        (
             "4 MB delete policy list",
+            Untouched,
             job_review(|o| {
                 set_annotation(o, "helm.sh/hook-delete-policy", "xy,".repeat(1_400_000))
             }),
         ),
         (
+            "250 KB delete policy list",
+            Denied,
+            job_review(|o| {
+                set_annotation(
+                    o,
+                    "helm.sh/hook-delete-policy",
+                    "xy,".repeat(near_limit / 3),
+                )
+            }),
+        ),
+        (
             "3 MB single hook event",
+            Untouched,
             job_review(|o| set_annotation(o, "helm.sh/hook", "q".repeat(3_000_000))),
         ),
         (
-            "100,000 distinct unknown events",
+            "250 KB single hook event",
+            Denied,
+            job_review(|o| set_annotation(o, "helm.sh/hook", "q".repeat(near_limit))),
+        ),
+        (
+            "30,000 distinct unknown events",
+            Denied,
             job_review(|o| {
-                let value: String = (0..100_000).map(|i| format!("e{i},")).collect();
+                let value: String = (0..30_000).map(|i| format!("e{i},")).collect();
                 set_annotation(o, "helm.sh/hook", value)
             }),
         ),
         (
             "3 MB weight",
+            Untouched,
             job_review(|o| set_annotation(o, "helm.sh/hook-weight", "9".repeat(3_000_000))),
         ),
         (
+            "250 KB weight",
+            Denied,
+            job_review(|o| set_annotation(o, "helm.sh/hook-weight", "9".repeat(near_limit))),
+        ),
+        (
             "3 MB name",
+            Denied,
             job_review(|o| {
                 o["metadata"]["name"] = Value::String("n".repeat(3_000_000));
                 set_annotation(o, "helm.sh/hook", "pre-instal".to_owned())
@@ -99,6 +145,7 @@ async fn every_answer_is_bounded_whatever_the_body() {
         ),
         (
             "40,000 privileged containers with 40 KB images",
+            Denied,
             job_review(|o| {
                 let image = format!("{}:latest", "r".repeat(40));
                 let containers: Vec<Value> = (0..40_000)
@@ -113,6 +160,7 @@ async fn every_answer_is_bounded_whatever_the_body() {
         ),
         (
             "100,000 hostPath volumes",
+            Denied,
             job_review(|o| {
                 let volumes: Vec<Value> = (0..100_000)
                     .map(|i| json!({"name": format!("v{i}"), "hostPath": {"path": "/"}}))
@@ -122,13 +170,22 @@ async fn every_answer_is_bounded_whatever_the_body() {
         ),
         (
             "3 MB mutated annotation and exemption list",
+            Untouched,
             job_review(|o| {
                 set_annotation(o, "hookguard.io/mutated", "x,".repeat(700_000));
                 set_annotation(o, "hookguard.io/exempt", "y,".repeat(700_000));
             }),
         ),
+        (
+            "250 KB mutated annotation and exemption list",
+            Bounded,
+            job_review(|o| {
+                set_annotation(o, "hookguard.io/mutated", "x,".repeat(near_limit / 4));
+                set_annotation(o, "hookguard.io/exempt", "y,".repeat(near_limit / 4));
+            }),
+        ),
     ];
-    for (what, body) in cases {
+    for (what, expect, body) in cases {
         for path in ["/mutate", "/validate"] {
             let (status, answer) = post(&web, path, body.clone()).await;
             assert_eq!(
@@ -144,10 +201,17 @@ async fn every_answer_is_bounded_whatever_the_body() {
             );
             let v: Value = serde_json::from_slice(&answer).expect("an AdmissionReview");
             assert_eq!(v["kind"], "AdmissionReview", "{what} {path}");
-            if path == "/validate" && what != "3 MB mutated annotation and exemption list" {
-                assert_eq!(v["response"]["allowed"], false, "{what}: {v}");
-                let message = v["response"]["status"]["message"].as_str().unwrap_or("");
-                assert!(message.len() < 16 * 1024, "{what}: {} bytes", message.len());
+            match (expect, path) {
+                (Untouched, _) => {
+                    assert_eq!(v["response"]["allowed"], true, "{what} {path}: {v}");
+                    assert!(v["response"].get("patch").is_none(), "{what} {path}: {v}");
+                }
+                (Denied, "/validate") => {
+                    assert_eq!(v["response"]["allowed"], false, "{what}: {v}");
+                    let message = v["response"]["status"]["message"].as_str().unwrap_or("");
+                    assert!(message.len() < 16 * 1024, "{what}: {} bytes", message.len());
+                }
+                _ => {}
             }
         }
     }

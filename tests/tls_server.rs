@@ -80,8 +80,9 @@ async fn reload_failures(srv: &Running) -> f64 {
         .await
         .lines()
         .find_map(|l| l.strip_prefix(r#"hookguard_tls_reloads_total{result="failure"} "#))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(-1.0)
+        .map(|v| v.trim().parse().unwrap())
+        // No series yet: nothing failed.
+        .unwrap_or(0.0)
 }
 
 fn job_review() -> Vec<u8> {
@@ -267,16 +268,9 @@ async fn kubernetes_secret_symlink_swap_is_picked_up() {
     std::fs::remove_dir_all(volume).unwrap();
 }
 
-#[tokio::test]
-async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
+/// A client whose certificate (for `kube-apiserver`) is signed by `client_ca`.
+fn client_with_cert(server_ca: &Ca, client_ca: &Ca) -> reqwest::Client {
     use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
-    let dir = temp_dir("mtls");
-    let now = OffsetDateTime::now_utc();
-    let server_ca = generate_ca("server", now).unwrap();
-    let client_ca = generate_ca("client", now).unwrap();
-    write_serving(&dir, &server_ca);
-    std::fs::write(dir.join("client-ca.crt"), &client_ca.cert_pem).unwrap();
-
     let issuer = Issuer::from_ca_cert_pem(
         &client_ca.cert_pem,
         KeyPair::from_pem(&client_ca.key_pem).unwrap(),
@@ -290,8 +284,22 @@ async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
         format!("{}{}", client_cert.pem(), key.serialize_pem()).as_bytes(),
     )
     .unwrap();
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(server_ca.cert_pem.as_bytes()).unwrap(),
+        )
+        .identity(identity)
+        // A new connection per request, so each one meets the current client CA.
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
 
-    let srv = Running::start(&[
+async fn start_with_client_ca(dir: &Path, server_ca: &Ca) -> Running {
+    write_serving(dir, server_ca);
+    Running::start(&[
         "--tls-cert",
         dir.join("tls.crt").to_str().unwrap(),
         "--tls-key",
@@ -299,7 +307,17 @@ async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
         "--client-ca",
         dir.join("client-ca.crt").to_str().unwrap(),
     ])
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
+    let dir = temp_dir("mtls");
+    let now = OffsetDateTime::now_utc();
+    let server_ca = generate_ca("server", now).unwrap();
+    let client_ca = generate_ca("client", now).unwrap();
+    std::fs::write(dir.join("client-ca.crt"), &client_ca.cert_pem).unwrap();
+    let srv = start_with_client_ca(&dir, &server_ca).await;
     let url = format!("https://{}/mutate", srv.addr);
     assert!(
         post(&https_client(server_ca.cert_pem.as_bytes()), &url)
@@ -307,18 +325,75 @@ async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
             .is_err(),
         "no client cert: refused"
     );
-    let with_cert = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(server_ca.cert_pem.as_bytes()).unwrap(),
-        )
-        .identity(identity)
-        .build()
-        .unwrap();
+    let other_ca = generate_ca("other", now).unwrap();
+    assert!(
+        post(&client_with_cert(&server_ca, &other_ca), &url)
+            .await
+            .is_err(),
+        "a client cert from another CA: refused"
+    );
     assert_eq!(
-        post(&with_cert, &url).await.unwrap()["response"]["allowed"],
+        post(&client_with_cert(&server_ca, &client_ca), &url)
+            .await
+            .unwrap()["response"]["allowed"],
         true
+    );
+    srv.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_changed_client_ca_applies_to_new_connections_and_a_bad_one_is_rejected() {
+    let dir = temp_dir("mtls-reload");
+    let now = OffsetDateTime::now_utc();
+    let server_ca = generate_ca("server", now).unwrap();
+    let (old_ca, new_ca) = (
+        generate_ca("client-old", now).unwrap(),
+        generate_ca("client-new", now).unwrap(),
+    );
+    let ca_file = dir.join("client-ca.crt");
+    std::fs::write(&ca_file, &old_ca.cert_pem).unwrap();
+    let srv = start_with_client_ca(&dir, &server_ca).await;
+    let url = format!("https://{}/mutate", srv.addr);
+    let (old_client, new_client) = (
+        client_with_cert(&server_ca, &old_ca),
+        client_with_cert(&server_ca, &new_ca),
+    );
+    post(&old_client, &url).await.unwrap();
+    assert!(post(&new_client, &url).await.is_err());
+
+    replace_file(&ca_file, &new_ca.cert_pem);
+    let mut switched = false;
+    for _ in 0..100 {
+        if post(&new_client, &url).await.is_ok() {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(switched, "the new client CA never took effect");
+    assert!(
+        post(&old_client, &url).await.is_err(),
+        "a certificate from the replaced CA is still accepted"
+    );
+
+    let failures_before = reload_failures(&srv).await;
+    replace_file(&ca_file, "not a certificate\n");
+    let mut counted = false;
+    for _ in 0..100 {
+        if reload_failures(&srv).await == failures_before + 1.0 {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        counted,
+        "the bad client CA was not counted as a failed reload"
+    );
+    assert!(
+        post(&new_client, &url).await.is_ok(),
+        "the current client CA was not kept"
     );
     srv.stop().await;
     std::fs::remove_dir_all(dir).unwrap();

@@ -76,6 +76,10 @@ pub enum Skip {
     /// The object has a `deletionTimestamp`: it is on its way out, and denying or changing it
     /// (finalizer removal, say) would only strand it.
     Terminating,
+    /// Its annotations exceed what the API server stores
+    /// ([`crate::object::MAX_STORED_ANNOTATIONS_BYTES`]): it rejects the object itself, with its
+    /// own message, after the mutating webhooks; a validating webhook never sees such an object.
+    AnnotationsTooLarge,
 }
 
 /// A message from one rule.
@@ -366,7 +370,7 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
     let mut decision = Decision::default();
 
     if req.operation == Operation::Delete {
-        decision.hook = req.old_object.and_then(Object::hook);
+        decision.hook = req.old_object.and_then(stored_hook);
         decision.skipped = Some(Skip::Delete);
         return Ok(decision);
     }
@@ -378,6 +382,10 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
         decision.skipped = Some(Skip::NotAHook);
         return Ok(decision);
     };
+    if object.annotations_too_large() {
+        decision.skipped = Some(Skip::AnnotationsTooLarge);
+        return Ok(decision);
+    }
     let Some(hook) = object.hook() else {
         decision.skipped = Some(Skip::NotAHook);
         return Ok(decision);
@@ -442,6 +450,15 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
     Ok(decision)
 }
 
+/// The hook annotations of an object the API server has stored (DELETE's and UPDATE's old
+/// object); `None` for one it could not have stored, which only a forged request holds.
+fn stored_hook(object: &Object<'_>) -> Option<HookAnnotations> {
+    if object.annotations_too_large() {
+        return None;
+    }
+    object.hook()
+}
+
 /// UPDATE: a denial whose problems the old object already had becomes a warning. Denying it would
 /// trap the object (created before hookguard, while it was down or exempt, or before the policy
 /// was tightened): not even a label or finalizer could change. Only what the update introduces is
@@ -454,7 +471,7 @@ fn ratchet(
     let Some(old) = req.old_object else {
         return Ok(());
     };
-    let Some(old_hook) = old.hook() else {
+    let Some(old_hook) = stored_hook(old) else {
         return Ok(());
     };
     // An old spec that does not parse offers nothing to compare with: the new object's spec
@@ -627,6 +644,35 @@ mod tests {
             assert!(d.allowed() && d.patch.is_empty(), "{d:#?}");
             assert!(d.hook.is_some(), "still counted as a hook");
         }
+    }
+
+    #[test]
+    fn annotations_the_api_server_would_not_store_are_not_parsed() {
+        use crate::object::MAX_STORED_ANNOTATIONS_BYTES;
+        // Keys plus values: the hook annotation alone reaches the API server's limit by one byte.
+        let at = |total: usize| {
+            let value = "ab,".repeat(total / 3) + &"x".repeat(total % 3);
+            let value = &value[..total - "helm.sh/hook".len()];
+            pod(&format!(r#""helm.sh/hook": "{value}""#), "Never")
+        };
+        let over = at(MAX_STORED_ANNOTATIONS_BYTES + 1);
+        for op in [Operation::Create, Operation::Update] {
+            let d = judge_with(&Policy::default(), &over, op);
+            assert_eq!(d.skipped, Some(Skip::AnnotationsTooLarge));
+            assert!(
+                d.allowed() && d.patch.is_empty() && d.hook.is_none(),
+                "{d:#?}"
+            );
+        }
+        // At the limit the list is parsed and judged: unknown events are denied.
+        let d = judge(&at(MAX_STORED_ANNOTATIONS_BYTES));
+        assert_eq!(d.skipped, None);
+        assert!(denial(&d, "hook-event-unknown").contains("\"ab\""));
+        // An old object the API server could not have stored offers nothing to ratchet from.
+        let new = with(&over, "/metadata/annotations/helm.sh~1hook", json!("test"));
+        let new = with(&new, PRIVILEGED, json!({"privileged": true}));
+        let d = judge_update(&Policy::default(), &over, &new);
+        assert!(denial(&d, "pod-security").contains("privileged"));
     }
 
     #[test]

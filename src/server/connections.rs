@@ -35,6 +35,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use super::tls::SharedServerConfig;
+
 /// How long an idle HTTP/1.1 connection is kept open once draining has begun, for a request the
 /// client may already have sent; it is answered with `Connection: close`.
 pub const DRAIN_LINGER: Duration = Duration::from_secs(1);
@@ -115,8 +117,8 @@ pub struct Timeouts {
 /// One listener: what it serves, how, and within which bounds.
 pub struct Listener {
     pub listener: TcpListener,
-    /// `None`: plain HTTP/1.1 (the admin server).
-    pub tls: Option<TlsAcceptor>,
+    /// `None`: plain HTTP/1.1 (the admin server). Read once per accepted connection.
+    pub tls: Option<SharedServerConfig>,
     pub app: Router,
     pub timeouts: Timeouts,
     pub max_connections: u32,
@@ -233,7 +235,7 @@ impl Listener {
 
 /// What every connection of a listener shares.
 struct Shared {
-    tls: Option<TlsAcceptor>,
+    tls: Option<SharedServerConfig>,
     app: Router,
     timeouts: Timeouts,
     /// Detects the protocol from the first bytes (no ALPN).
@@ -404,7 +406,8 @@ async fn connection(
             let conn = Arc::new(ConnState::new(accepted, Protocol::Unknown));
             drive(TokioIo::new(tcp), &shared.http, &shared, conn, drain).await;
         }
-        Some(acceptor) => {
+        Some(config) => {
+            let acceptor = TlsAcceptor::from(config.load_full());
             let handshake_deadline =
                 match (after(accepted, shared.timeouts.handshake), first_deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),

@@ -303,7 +303,7 @@ pub async fn serve(
     } else {
         file_certificates(&opts, &state, dns, ips, stop_rx.clone())?
     };
-    let server_config = tls::server_config(resolver, opts.client_ca.as_deref())?;
+    let server_config = tls_config(&opts, &state, resolver, stop_rx.clone())?;
 
     // Watch the policy file.
     if let (Some(path), Some(bytes)) = (&opts.config, policy_bytes) {
@@ -370,7 +370,7 @@ pub async fn serve(
     ));
     let webhook = connections::Listener {
         listener,
-        tls: Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config))),
+        tls: Some(server_config),
         app,
         timeouts: connections::Timeouts {
             first_request: opts.connections.first_request_timeout,
@@ -426,6 +426,60 @@ fn to_time(d: Duration) -> time::Duration {
 
 /// Certificates from files (--tls-cert/--tls-key, reloaded on change), or generated into
 /// --cert-dir for development.
+/// The webhook listener's TLS settings. With `--client-ca`, the CA file is watched like the
+/// serving certificate: a changed bundle applies to connections accepted from then on, and one
+/// that does not parse is rejected (counted as a failed TLS reload) and the current one kept.
+fn tls_config(
+    opts: &ServeOptions,
+    state: &Arc<AppState>,
+    resolver: Arc<tls::ReloadingResolver>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<tls::SharedServerConfig, ServeError> {
+    let Some(path) = opts.client_ca.clone() else {
+        let config = tls::server_config(resolver, None)?;
+        return Ok(Arc::new(arc_swap::ArcSwap::from_pointee(config)));
+    };
+    let pem = tls::read_client_ca(&path)?;
+    let config = tls::server_config(
+        resolver.clone(),
+        Some(tls::ClientCa {
+            path: &path,
+            pem: &pem,
+        }),
+    )?;
+    let shared = Arc::new(arc_swap::ArcSwap::from_pointee(config));
+    let (state, target) = (state.clone(), shared.clone());
+    reload::watch_files(
+        vec![path.clone()],
+        vec![pem],
+        opts.reload_interval,
+        stop_rx,
+        move |files| {
+            let client_ca = tls::ClientCa {
+                path: &path,
+                pem: &files[0],
+            };
+            let result = match tls::server_config(resolver.clone(), Some(client_ca)) {
+                Ok(config) => {
+                    target.store(Arc::new(config));
+                    tracing::info!(client_ca = %path.display(), "reloaded client CA");
+                    "success"
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "new client CA rejected; keeping the current one");
+                    "failure"
+                }
+            };
+            state
+                .metrics
+                .tls_reloads
+                .get_or_create(&crate::metrics::ResultLabels { result })
+                .inc();
+        },
+    );
+    Ok(shared)
+}
+
 fn file_certificates(
     opts: &ServeOptions,
     state: &Arc<AppState>,

@@ -246,8 +246,9 @@ async fn answer(
             state
                 .metrics
                 .record_invalid(webhook, started.elapsed().as_secs_f64());
-            tracing::warn!(webhook = webhook.as_str(), error = %e, "bad admission request");
-            error_response(StatusCode::BAD_REQUEST, &e.to_string())
+            let message = e.bounded_message();
+            tracing::warn!(webhook = webhook.as_str(), error = %message, "bad admission request");
+            error_response(StatusCode::BAD_REQUEST, &message)
         }
     }
 }

@@ -123,42 +123,48 @@ impl ResolvesServerCert for ReloadingResolver {
     }
 }
 
+/// The TLS settings every new connection is accepted with; swapped whole when the client CA file
+/// changes, so connections already open keep the settings they were accepted with.
+pub type SharedServerConfig = Arc<ArcSwap<rustls::ServerConfig>>;
+
+/// The client CA bundle as read from disk, for `--client-ca`.
+pub struct ClientCa<'a> {
+    pub path: &'a Path,
+    pub pem: &'a [u8],
+}
+
+/// Reads the client CA bundle at `path`.
+pub fn read_client_ca(path: &Path) -> Result<Vec<u8>, TlsError> {
+    read(path)
+}
+
 /// The server configuration: TLS 1.3 and 1.2 with ring, h2 and http/1.1 via ALPN, and client
-/// certificates verified against `client_ca` when given.
+/// certificates verified against the client CA when given.
 pub fn server_config(
     resolver: Arc<ReloadingResolver>,
-    client_ca: Option<&Path>,
+    client_ca: Option<ClientCa<'_>>,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
-        Some(path) => {
-            let pem = read(path)?;
+        Some(ClientCa { path, pem }) => {
+            let bad = |message: String| TlsError::ClientCa {
+                path: path.to_owned(),
+                message,
+            };
             let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| TlsError::ClientCa {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                })?;
-                roots.add(cert).map_err(|e| TlsError::ClientCa {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                })?;
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| bad(e.to_string()))?;
+                roots.add(cert).map_err(|e| bad(e.to_string()))?;
             }
             if roots.is_empty() {
-                return Err(TlsError::ClientCa {
-                    path: path.to_owned(),
-                    message: "no PEM certificate found".to_owned(),
-                });
+                return Err(bad("no PEM certificate found".to_owned()));
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .map_err(|e| TlsError::ClientCa {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| bad(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };

@@ -75,8 +75,8 @@ mod tests {
     }
 
     #[test]
-    fn a_million_unknown_items_give_a_short_message() {
-        let value = "ab,".repeat(400_000) + &"xy,".repeat(400_000) + "pre-instal";
+    fn eighty_thousand_unknown_items_give_a_short_message() {
+        let value = "ab,".repeat(40_000) + &"xy,".repeat(40_000) + "pre-instal";
         let d = judge(&job(&format!(r#""helm.sh/hook": "{value}""#), ""));
         let msg = denial(&d, "hook-event-unknown");
         assert!(msg.len() < 1024, "{} bytes", msg.len());
@@ -93,10 +93,10 @@ mod tests {
 
     #[test]
     fn a_huge_single_value_is_cut_and_not_edit_distanced() {
-        let value = "q".repeat(3_000_000);
+        let value = "q".repeat(250_000);
         let d = judge(&job(&format!(r#""helm.sh/hook": "{value}""#), ""));
         let msg = denial(&d, "hook-event-unknown");
-        assert!(msg.contains("(3000000 bytes)"), "{msg}");
+        assert!(msg.contains("(250000 bytes)"), "{msg}");
         assert!(!msg.contains("did you mean"), "{msg}");
         assert!(msg.len() < 1024, "{} bytes", msg.len());
     }
