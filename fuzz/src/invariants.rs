@@ -38,12 +38,13 @@ impl Answer {
 pub fn answer(webhook: Webhook, policy: &Policy, body: &[u8]) -> Answer {
     match review(webhook, policy, body) {
         Err(e) => {
-            let message = e.to_string();
+            // What routes.rs writes into the 400 body and the log line.
+            let message = e.bounded_message();
             assert!(!message.is_empty(), "an AdmissionError without a message");
-            // routes.rs echoes the message in the 400 body: it is bounded too.
+            let limit = hookguard::admission::MAX_ERROR_MESSAGE_BYTES + 64;
             assert!(
-                message.len() <= MAX_RESPONSE_BYTES,
-                "400 message of {} bytes (limit {MAX_RESPONSE_BYTES}): {}...",
+                message.len() <= limit,
+                "400 message of {} bytes (limit {limit}): {}...",
                 message.len(),
                 truncated(&message)
             );

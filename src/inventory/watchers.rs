@@ -9,7 +9,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, PartialObjectMeta};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt as _};
 use serde::de::DeserializeOwned;
 
@@ -32,100 +32,140 @@ pub(super) async fn watch_hooks<K>(
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let config = watcher::Config::default().labels(&format!("{HOOK_LABEL}=true"));
-    let stream = watcher::watcher(api, config).default_backoff();
-    let mut stream = std::pin::pin!(stream);
     let mut listing = Vec::new();
     let mut first = true;
-    while let Some(event) = stream.next().await {
-        let effects = match event {
-            Ok(watcher::Event::Init) => {
-                listing.clear();
-                continue;
-            }
-            Ok(watcher::Event::InitApply(obj)) => {
-                listing.extend(to_record(&obj));
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => {
-                let mut s = lock(&shared);
-                let effects = s
-                    .inventory
-                    .resync(kind, true, std::mem::take(&mut listing), !first);
-                match kind {
-                    Kind::Job => s.jobs_synced = true,
-                    Kind::Pod => s.pods_synced = true,
+    let mut retry = Retry::default();
+    loop {
+        let stream = watcher::watcher(api.clone(), config.clone());
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let effects = match event {
+                Ok(watcher::Event::Init) => {
+                    listing.clear();
+                    continue;
                 }
-                tracing::info!(
-                    kind = kind.as_str(),
-                    hooks = s.inventory.len(),
-                    "inventory synced"
-                );
-                first = false;
-                effects
-            }
-            Ok(watcher::Event::Apply(obj)) => match to_record(&obj) {
-                Some((uid, record)) => lock(&shared).inventory.upsert(uid, record, true),
-                // No longer a hook (annotation removed): it leaves the inventory, uncounted.
-                None => {
-                    if let Some(uid) = obj.meta().uid.as_deref() {
-                        lock(&shared).inventory.remove(uid);
+                Ok(watcher::Event::InitApply(obj)) => {
+                    listing.extend(to_record(&obj));
+                    continue;
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let mut s = lock(&shared);
+                    let effects =
+                        s.inventory
+                            .resync(kind, true, std::mem::take(&mut listing), !first);
+                    *synced(&mut s, kind) = true;
+                    retry.reset();
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        hooks = s.inventory.len(),
+                        "inventory synced"
+                    );
+                    first = false;
+                    effects
+                }
+                Ok(watcher::Event::Apply(obj)) => match to_record(&obj) {
+                    Some((uid, record)) => lock(&shared).inventory.upsert(uid, record, true),
+                    // No longer a hook (annotation removed): it leaves the inventory, uncounted.
+                    None => {
+                        if let Some(uid) = obj.meta().uid.as_deref() {
+                            lock(&shared).inventory.remove(uid);
+                        }
+                        Vec::new()
                     }
-                    Vec::new()
+                },
+                Ok(watcher::Event::Delete(obj)) => match obj.meta().uid.as_deref() {
+                    Some(uid) => lock(&shared).inventory.remove(uid),
+                    None => Vec::new(),
+                },
+                Err(e) => {
+                    // Events may be missed from here on: not synced until a fresh list.
+                    *synced(&mut lock(&shared), kind) = false;
+                    tracing::warn!(kind = kind.as_str(), error = %e, "hook watch failed; listing again");
+                    break;
                 }
-            },
-            Ok(watcher::Event::Delete(obj)) => match obj.meta().uid.as_deref() {
-                Some(uid) => lock(&shared).inventory.remove(uid),
-                None => Vec::new(),
-            },
-            Err(e) => {
-                tracing::warn!(kind = kind.as_str(), error = %e, "hook watch failed; retrying");
-                continue;
-            }
-        };
-        apply_effects(effects, &state.metrics, &labels);
+            };
+            apply_effects(effects, &state.metrics, &labels);
+        }
+        retry.wait().await;
+    }
+}
+
+fn synced(s: &mut super::Shared, kind: Kind) -> &mut bool {
+    match kind {
+        Kind::Job => &mut s.jobs_synced,
+        Kind::Pod => &mut s.pods_synced,
+    }
+}
+
+/// Backoff between a failed watch and the next list: 1 s doubling to 30 s, back to 1 s once a
+/// list completes.
+#[derive(Default)]
+struct Retry {
+    failures: u32,
+}
+
+impl Retry {
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    async fn wait(&mut self) {
+        let seconds = 1u64 << self.failures.min(5);
+        self.failures = self.failures.saturating_add(1);
+        tokio::time::sleep(Duration::from_secs(seconds.min(30))).await;
     }
 }
 
 /// Watches Helm's release records, metadata only.
 pub(super) async fn watch_releases(api: Api<PartialObjectMeta<Secret>>, shared: SharedRef) {
     let config = watcher::Config::default().labels("owner=helm");
-    let stream = watcher::watcher(api, config).default_backoff();
-    let mut stream = std::pin::pin!(stream);
     let mut listing = Vec::new();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::Init) => listing.clear(),
-            Ok(watcher::Event::InitApply(meta)) => listing.push(meta),
-            Ok(watcher::Event::InitDone) => {
-                let mut s = lock(&shared);
-                s.releases.clear();
-                for meta in listing.drain(..) {
+    let mut retry = Retry::default();
+    loop {
+        let stream = watcher::watcher(api.clone(), config.clone());
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => listing.clear(),
+                Ok(watcher::Event::InitApply(meta)) => listing.push(meta),
+                Ok(watcher::Event::InitDone) => {
+                    let mut s = lock(&shared);
+                    s.releases.clear();
+                    for meta in listing.drain(..) {
+                        if let Some(uid) = meta.uid() {
+                            s.releases.upsert(
+                                uid,
+                                &meta.namespace().unwrap_or_default(),
+                                meta.labels(),
+                            );
+                        }
+                    }
+                    s.releases_synced = true;
+                    retry.reset();
+                }
+                Ok(watcher::Event::Apply(meta)) => {
                     if let Some(uid) = meta.uid() {
-                        s.releases.upsert(
+                        lock(&shared).releases.upsert(
                             uid,
                             &meta.namespace().unwrap_or_default(),
                             meta.labels(),
                         );
                     }
                 }
-                s.releases_synced = true;
-            }
-            Ok(watcher::Event::Apply(meta)) => {
-                if let Some(uid) = meta.uid() {
-                    lock(&shared).releases.upsert(
-                        uid,
-                        &meta.namespace().unwrap_or_default(),
-                        meta.labels(),
-                    );
+                Ok(watcher::Event::Delete(meta)) => {
+                    if let Some(uid) = meta.uid() {
+                        lock(&shared).releases.remove(&uid);
+                    }
+                }
+                Err(e) => {
+                    // Without every release record, a hook cannot be called an orphan.
+                    lock(&shared).releases_synced = false;
+                    tracing::warn!(error = %e, "Helm release watch failed; listing again");
+                    break;
                 }
             }
-            Ok(watcher::Event::Delete(meta)) => {
-                if let Some(uid) = meta.uid() {
-                    lock(&shared).releases.remove(&uid);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "Helm release watch failed; retrying"),
         }
+        retry.wait().await;
     }
 }
 

@@ -46,6 +46,86 @@ fn replica(env: &Env, name: &str, dir: &Path, janitor_dry_run: bool) -> Result<S
     Served::start(name, dir, &args, &[("POD_NAME", name.to_owned())])
 }
 
+/// A ValidatingAdmissionPolicy (CEL, in the API server) that makes every write of the leader
+/// Lease fail while reads still work: the API server is up, renewals are not.
+const FREEZE_LEASE: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: e2e-freeze-lease}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [coordination.k8s.io]
+        apiVersions: ["*"]
+        operations: [UPDATE]
+        resources: [leases]
+  validations:
+    - expression: "object.metadata.name != 'e2e-inventory'"
+      message: "e2e: writes of this Lease are refused"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: e2e-freeze-lease}
+spec:
+  policyName: e2e-freeze-lease
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: e2e-inventory}
+"#;
+
+/// The leader's renewals are refused: it stops working before its Lease expires (so no other
+/// replica can be working at the same time), and leads again once renewals succeed.
+fn renewals_fail(env: &Env, leader: &Served) -> Result<()> {
+    use k8s_openapi::jiff::Timestamp;
+    let renew_time = || -> Option<Timestamp> {
+        env.cluster
+            .get_json(&["-n", LEASE_NS, "lease", "e2e-inventory"])?["spec"]["renewTime"]
+            .as_str()?
+            .parse()
+            .ok()
+    };
+    env.cluster.apply(FREEZE_LEASE)?;
+    // Poll the Lease and the leader gauge together: the last renewal the API server accepted and
+    // the moment the replica stopped leading (same machine, same clock).
+    let start = std::time::Instant::now();
+    let mut last_renewal = renew_time().ok_or("no leader Lease")?;
+    let stepped_down_at = loop {
+        if let Some(t) = renew_time() {
+            last_renewal = last_renewal.max(t);
+        }
+        if leader.metric_sum("hookguard_leader", &[]) == 0.0 {
+            break Timestamp::now();
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(format!(
+                "the leader never stepped down while its renewals were refused (last renewal {last_renewal})"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let after = stepped_down_at.duration_since(last_renewal);
+    ensure(after.as_secs_f64() < 6.0, || {
+        format!("stepped down {after:#} after its last renewal; the Lease lasts 6 s")
+    })?;
+    ensure(renew_time() == Some(last_renewal), || {
+        "the Lease was renewed after the leader stepped down".to_owned()
+    })?;
+    wait_for(
+        "the inventory to report down after stepping down",
+        Duration::from_secs(10),
+        || (leader.metric_sum("hookguard_inventory_up", &[]) == 0.0).then_some(()),
+    )?;
+    env.cluster
+        .run_ok("kubectl", &["delete", "-f", "-"], Some(FREEZE_LEASE))?;
+    wait_for(
+        "the replica to lead again once renewals succeed",
+        Duration::from_secs(30),
+        || (leader.metric_sum("hookguard_leader", &[]) == 1.0).then_some(()),
+    )
+}
+
 fn ns_label(ns: &str) -> String {
     format!("namespace=\"{ns}\"")
 }
@@ -342,8 +422,13 @@ fn inventory(env: &Env) -> Result<()> {
                 follower.metric_sum("hookguard_hook_created_total", &[]) == 0.0,
                 || "the new leader counted existing hooks as created".to_owned(),
             )?;
-            Ok(())
+            renewals_fail(env, &follower)
         })();
+        let _ = env.cluster.run(
+            "kubectl",
+            &["delete", "--ignore-not-found", "-f", "-"],
+            Some(FREEZE_LEASE),
+        );
         follower.stop();
         r?;
         // The janitor for real: exactly the finished leftover goes.

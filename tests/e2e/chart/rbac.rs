@@ -68,7 +68,7 @@ fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
                 add(
                     "Role",
                     "/secrets",
-                    &["get", "list", "watch", "update", "patch"],
+                    &["get", "list", "watch", "update"],
                     &format!("{fullname}-tls"),
                 );
                 add("Role", "/secrets", &["create"], "*");
@@ -88,7 +88,7 @@ fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
                 add(
                     "Role",
                     "coordination.k8s.io/leases",
-                    &["get", "update", "patch"],
+                    &["get", "update"],
                     fullname,
                 );
                 add("Role", "coordination.k8s.io/leases", &["create"], "*");
@@ -151,16 +151,18 @@ pub(super) fn service_account_permissions(env: &Env, ns: &str, sa: &str) -> Resu
     let lease = format!("leases.coordination.k8s.io/{sa}");
     let mwc = format!("mutatingwebhookconfigurations/{sa}");
     let vwc = format!("validatingwebhookconfigurations/{sa}");
-    let checks: [(&[&str], bool); 23] = [
+    let checks: [(&[&str], bool); 25] = [
         (&["get", &tls, "-n", ns], true),
         (&["watch", &tls, "-n", ns], true),
         (&["watch", &vwc], true),
         (&["update", &tls, "-n", ns], true),
+        (&["patch", &tls, "-n", ns], false),
         (&["create", "secrets", "-n", ns], true),
         (&["get", &mwc], true),
         (&["patch", &mwc], true),
         (&["patch", &vwc], true),
         (&["update", &lease, "-n", ns], true),
+        (&["patch", &lease, "-n", ns], false),
         (&["create", "leases.coordination.k8s.io", "-n", ns], true),
         (&["watch", "jobs.batch", "-A"], true),
         (&["list", "pods", "-A"], true),
