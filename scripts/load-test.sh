@@ -351,7 +351,7 @@ if (( ! ONLY_SOAK )); then
     --cacert "$CA" "$URL/mutate"
   run_phase livez_plain -c "$CONNECTIONS" -z "${DURATION}s" "http://127.0.0.1:$ADMIN/livez"
   for r in $(seq "$RATE_REPEAT"); do
-    RATE_PHASE="mutate_rate$( (( RATE_REPEAT > 1 )) && echo "_$r")"
+    RATE_PHASE="mutate_rate$( (( RATE_REPEAT > 1 )) && echo "_$r" || true)"
     run_phase "$RATE_PHASE" -q "$RATE" --latency-correction -c "$RATE_CONNECTIONS" -z "${RATE_DURATION}s" \
       "${JSON_POST[@]}" "$URL/mutate"
   done
