@@ -62,6 +62,8 @@ pub enum Step {
 pub struct Observed {
     holder: Option<String>,
     renew_time: Option<MicroTime>,
+    /// `leaseDurationSeconds` as the holder wrote it.
+    duration: Option<Duration>,
     changed_at: Instant,
 }
 
@@ -72,18 +74,26 @@ impl Observed {
             .and_then(|s| s.holder_identity.clone())
             .filter(|h| !h.is_empty());
         let renew_time = spec.and_then(|s| s.renew_time.clone());
+        let duration = spec
+            .and_then(|s| s.lease_duration_seconds)
+            .and_then(|d| u64::try_from(d).ok())
+            .map(Duration::from_secs);
         match previous {
-            Some(p) if p.holder == holder && p.renew_time == renew_time => p,
+            Some(p) if p.holder == holder && p.renew_time == renew_time => {
+                Observed { duration, ..p }
+            }
             _ => Observed {
                 holder,
                 renew_time,
+                duration,
                 changed_at: now,
             },
         }
     }
 }
 
-/// The decision of one round: pure, so it is tested without an API server.
+/// The decision of one round: pure, so it is tested without an API server. Another holder's
+/// Lease lasts the duration it wrote (`lease` when it wrote none).
 pub fn decide(
     lease_exists: bool,
     observed: &Observed,
@@ -94,9 +104,10 @@ pub fn decide(
     if !lease_exists {
         return Step::Create;
     }
+    let lasts = observed.duration.unwrap_or(lease);
     match &observed.holder {
         Some(holder) if holder == me => Step::Renew,
-        Some(holder) if now.saturating_duration_since(observed.changed_at) < lease => {
+        Some(holder) if now.saturating_duration_since(observed.changed_at) < lasts => {
             Step::Follow {
                 holder: holder.clone(),
             }
@@ -353,6 +364,22 @@ mod tests {
         // Unchanged for a whole lease duration on our clock: expired.
         let seen = Observed::update(Some(seen), Some(&spec(Some("other"), 50)), t1 + LEASE);
         assert_eq!(decide(true, &seen, "me", LEASE, t1 + LEASE), Step::Take);
+    }
+
+    #[test]
+    fn another_holder_s_own_lease_duration_counts() {
+        let t0 = Instant::now();
+        let mut longer = spec(Some("other"), 100);
+        longer.lease_duration_seconds = Some(60);
+        let seen = Observed::update(None, Some(&longer), t0);
+        let follow = Step::Follow {
+            holder: "other".to_owned(),
+        };
+        assert_eq!(decide(true, &seen, "me", LEASE, t0 + LEASE * 2), follow);
+        assert_eq!(
+            decide(true, &seen, "me", LEASE, t0 + Duration::from_secs(60)),
+            Step::Take
+        );
     }
 
     #[test]
