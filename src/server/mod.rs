@@ -424,8 +424,6 @@ fn to_time(d: Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
-/// Certificates from files (--tls-cert/--tls-key, reloaded on change), or generated into
-/// --cert-dir for development.
 /// The webhook listener's TLS settings. With `--client-ca`, the CA file is watched like the
 /// serving certificate: a changed bundle applies to connections accepted from then on, and one
 /// that does not parse is rejected (counted as a failed TLS reload) and the current one kept.
@@ -480,6 +478,8 @@ fn tls_config(
     Ok(shared)
 }
 
+/// Certificates from files (--tls-cert/--tls-key, reloaded on change), or generated into
+/// --cert-dir for development.
 fn file_certificates(
     opts: &ServeOptions,
     state: &Arc<AppState>,
