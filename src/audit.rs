@@ -1,6 +1,8 @@
 //! `hookguard audit`: hook objects by namespace and release with their state, age and problems.
 //! Pure: the command lists the objects (see [`crate::inventory::snapshot`]) and passes the time.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
 use crate::inventory::attribution::Source;
@@ -28,7 +30,7 @@ pub struct AuditRow {
 /// (`None` when unknown: then nothing is reported orphaned).
 pub fn rows(
     inventory: &Inventory,
-    live: Option<&crate::inventory::store::LiveReleases>,
+    live: Option<&HashSet<(String, String)>>,
     now: i64,
     older_than_seconds: i64,
 ) -> Vec<AuditRow> {
@@ -159,12 +161,7 @@ mod tests {
         let (uid, test) = from_pod(&pod("shop-test", "p1", "Running")).unwrap();
         inv.upsert(uid, test, false);
         let now = finished + 7200;
-        let rows = rows(
-            &inv,
-            Some(&crate::inventory::store::LiveReleases::default()),
-            now,
-            3600,
-        );
+        let rows = rows(&inv, Some(&HashSet::new()), now, 3600);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].name, "shop-migrate");
         assert_eq!(rows[0].release, "shop");

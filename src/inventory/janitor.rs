@@ -3,6 +3,8 @@
 //! `ttlSecondsAfterFinished`). Running hooks, objects being deleted and objects carrying Argo CD's
 //! hook finalizer are never selected. Pure: the shell deletes (or, in dry-run mode, reports).
 
+use std::collections::HashSet;
+
 use wildmatch::WildMatch;
 
 use super::record::{HookRecord, Kind};
@@ -47,7 +49,7 @@ fn cleaned_by_kubernetes(r: &HookRecord) -> bool {
 
 pub fn select<'a>(
     inventory: &'a Inventory,
-    live: Option<&crate::inventory::store::LiveReleases>,
+    live: Option<&HashSet<(String, String)>>,
     now: i64,
     policy: &JanitorPolicy,
 ) -> Vec<Candidate<'a>> {
@@ -143,12 +145,7 @@ mod tests {
             ]
         );
         // The release is gone: the shop hooks are orphans (the test Pod has no release label).
-        let orphaned = select(
-            &inv,
-            Some(&crate::inventory::store::LiveReleases::default()),
-            now,
-            &policy("shop"),
-        );
+        let orphaned = select(&inv, Some(&HashSet::new()), now, &policy("shop"));
         assert_eq!(
             names(&orphaned),
             vec![

@@ -126,9 +126,6 @@ impl Inventory {
 #[derive(Debug, Default)]
 pub struct Releases {
     records: HashMap<String, ReleaseRecord>,
-    /// Every `(namespace, release)` a record was seen for since the inventory started, also after
-    /// the records are deleted (`helm uninstall`).
-    seen: HashSet<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,7 +145,6 @@ impl Releases {
         ) else {
             return;
         };
-        self.seen.insert((namespace.to_owned(), name.clone()));
         self.records.insert(
             uid,
             ReleaseRecord {
@@ -168,8 +164,8 @@ impl Releases {
         self.records.clear();
     }
 
-    /// The releases whose latest revision is not uninstalled.
-    pub fn live(&self) -> LiveReleases {
+    /// `(namespace, release)` of every release whose latest revision is not uninstalled.
+    pub fn live(&self) -> HashSet<(String, String)> {
         let mut latest: HashMap<(&str, &str), &ReleaseRecord> = HashMap::new();
         for r in self.records.values() {
             let entry = latest.entry((&r.namespace, &r.name)).or_insert(r);
@@ -177,48 +173,22 @@ impl Releases {
                 *entry = r;
             }
         }
-        let in_namespace: HashSet<(String, String)> = latest
+        latest
             .into_iter()
             .filter(|(_, r)| r.status != "uninstalled")
             .map(|((ns, name), _)| (ns.to_owned(), name.to_owned()))
-            .collect();
-        LiveReleases {
-            names: in_namespace.iter().map(|(_, name)| name.clone()).collect(),
-            in_namespace,
-            seen: self.seen.clone(),
-        }
+            .collect()
     }
-}
-
-/// What is known of the releases when hooks are judged.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct LiveReleases {
-    /// `(namespace, release)` whose latest revision is not uninstalled.
-    in_namespace: HashSet<(String, String)>,
-    /// The names among them.
-    names: HashSet<String>,
-    /// `(namespace, release)` that had a record at some point since the inventory started.
-    seen: HashSet<(String, String)>,
 }
 
 /// Whether a hook's Helm release is gone. `live`: `None` when releases are not known (orphan
 /// detection off or not synced), then nothing is called an orphan.
-///
-/// Nothing on a hook says its release's namespace, and a chart may place a hook outside it. So a
-/// hook whose release is not alive in the hook's namespace is an orphan only when that release
-/// was seen there before (it was uninstalled while hookguard watched), or when no release of that
-/// name is alive anywhere. A leftover found later, while a release of the same name lives in
-/// another namespace, cannot be told from that release's hook and is not called an orphan.
-pub fn is_orphan(record: &HookRecord, live: Option<&LiveReleases>) -> bool {
+pub fn is_orphan(record: &HookRecord, live: Option<&HashSet<(String, String)>>) -> bool {
     let (Some(live), Some(release)) = (live, record.attribution.release.as_ref()) else {
         return false;
     };
-    if !record.attribution.is_helm_release() {
-        return false;
-    }
-    let here = (record.namespace.clone(), release.clone());
-    !live.in_namespace.contains(&here)
-        && (live.seen.contains(&here) || !live.names.contains(release))
+    record.attribution.is_helm_release()
+        && !live.contains(&(record.namespace.clone(), release.clone()))
 }
 
 /// The gauges' values.
@@ -232,7 +202,7 @@ pub struct Summary {
 /// Computes the gauges at `now`. `namespace_label: false` folds every namespace into "".
 pub fn summarize(
     inventory: &Inventory,
-    live: Option<&LiveReleases>,
+    live: Option<&HashSet<(String, String)>>,
     now: i64,
     namespace_label: bool,
 ) -> Summary {
@@ -344,7 +314,8 @@ mod tests {
         let mut rel = Releases::default();
         rel.upsert("s1".into(), "shop", &labels("1", "superseded"));
         rel.upsert("s2".into(), "shop", &labels("2", "deployed"));
-        assert!(!is_orphan(&rec(Some("Complete")).1, Some(&rel.live())));
+        let key = ("shop".to_owned(), "shop".to_owned());
+        assert!(rel.live().contains(&key));
         let (_, r) = rec(Some("Complete"));
         assert!(!is_orphan(&r, Some(&rel.live())));
         assert!(!is_orphan(&r, None), "unknown releases: never an orphan");
@@ -355,19 +326,6 @@ mod tests {
         rel.remove("s1");
         rel.remove("s2");
         assert!(is_orphan(&r, Some(&rel.live())));
-        // Seen here and gone: an orphan even while a release of that name lives elsewhere.
-        rel.upsert("s3".into(), "other-team", &labels("1", "deployed"));
-        assert!(is_orphan(&r, Some(&rel.live())));
-        // Never seen here, and that name lives elsewhere: the hook may belong to it (a chart
-        // can place hooks outside its release's namespace), so it is not called an orphan.
-        let fresh = {
-            let mut fresh = Releases::default();
-            fresh.upsert("s3".into(), "other-team", &labels("1", "deployed"));
-            fresh
-        };
-        assert!(!is_orphan(&r, Some(&fresh.live())));
-        // That name alive nowhere: an orphan, seen or not.
-        assert!(is_orphan(&r, Some(&Releases::default().live())));
     }
 
     #[test]
@@ -378,12 +336,7 @@ mod tests {
         inv.upsert("a".into(), active, false);
         inv.upsert("b".into(), done.clone(), false);
         let now = done.finished.unwrap() + 100;
-        let s = summarize(
-            &inv,
-            Some(&crate::inventory::store::LiveReleases::default()),
-            now,
-            true,
-        );
+        let s = summarize(&inv, Some(&HashSet::new()), now, true);
         assert_eq!(
             s.objects.get(&("shop".into(), Kind::Job, State::Active)),
             Some(&1)

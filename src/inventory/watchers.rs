@@ -1,6 +1,7 @@
 //! Feeding the inventory from the API server: label-selected watches of hook Jobs and Pods, the
 //! discovery pass for hooks without hookguard's label, and Helm's release records (metadata only).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -247,7 +248,7 @@ where
 pub async fn snapshot(
     client: &kube::Client,
     namespace: Option<&str>,
-) -> Result<(Inventory, Option<super::store::LiveReleases>), kube::Error> {
+) -> Result<(Inventory, Option<HashSet<(String, String)>>), kube::Error> {
     let mut inventory = Inventory::default();
     let labeled = ListParams::default().labels(&format!("{HOOK_LABEL}=true"));
     let jobs: Api<Job> = match namespace {
