@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::LazyLock;
 
 /// `helm.sh/hook`
 pub const HOOK_ANNOTATION: &str = "helm.sh/hook";
@@ -276,7 +277,7 @@ enum Seen {
 /// The state of one list scan.
 struct ListScan<'s, T> {
     spellings: &'s [(&'s str, T)],
-    spelling_keys: Vec<(ShortKey, T)>,
+    spelling_keys: &'s [(ShortKey, T)],
     /// One bit per length a spelling has: most items of a forged list skip the spellings.
     spelling_lengths: u32,
     known: Vec<T>,
@@ -287,12 +288,7 @@ struct ListScan<'s, T> {
 }
 
 impl<'s, T: Copy + PartialEq> ListScan<'s, T> {
-    fn new(spellings: &'s [(&'s str, T)]) -> Self {
-        let spelling_keys: Vec<(ShortKey, T)> = spellings
-            .iter()
-            .filter_map(|(s, t)| short_key(s.as_bytes()).map(|k| (k, *t)))
-            .collect();
-        debug_assert_eq!(spelling_keys.len(), spellings.len(), "spellings are short");
+    fn new(spellings: &'s [(&'s str, T)], spelling_keys: &'s [(ShortKey, T)]) -> Self {
         ListScan {
             spellings,
             spelling_keys,
@@ -366,11 +362,41 @@ impl<'s, T: Copy + PartialEq> ListScan<'s, T> {
     }
 }
 
+/// A list's spellings and their keys, computed once per process rather than per request.
+struct Spellings<T: 'static> {
+    table: &'static [(&'static str, T)],
+    keys: LazyLock<SpellingKeys<T>, fn() -> SpellingKeys<T>>,
+}
+
+type SpellingKeys<T> = Vec<(ShortKey, T)>;
+
+fn keys_of<T: Copy>(table: &[(&str, T)]) -> Vec<(ShortKey, T)> {
+    let keys: Vec<(ShortKey, T)> = table
+        .iter()
+        .filter_map(|(s, t)| short_key(s.as_bytes()).map(|k| (k, *t)))
+        .collect();
+    debug_assert_eq!(keys.len(), table.len(), "spellings are short");
+    keys
+}
+
+static EVENTS: Spellings<HookEvent> = Spellings {
+    table: HookEvent::SPELLINGS,
+    keys: LazyLock::new(|| keys_of(HookEvent::SPELLINGS)),
+};
+static DELETE_POLICIES: Spellings<DeletePolicy> = Spellings {
+    table: DeletePolicy::SPELLINGS,
+    keys: LazyLock::new(|| keys_of(DeletePolicy::SPELLINGS)),
+};
+static OUTPUT_LOG_POLICIES: Spellings<OutputLogPolicy> = Spellings {
+    table: OutputLogPolicy::SPELLINGS,
+    keys: LazyLock::new(|| keys_of(OutputLogPolicy::SPELLINGS)),
+};
+
 /// Parses a comma list in time linear in its length with a small constant, and in memory bounded
 /// by [`MAX_KEPT_UNKNOWN`]. A forged list has millions of items: an item equal to the one before
 /// costs one comparison, a short ASCII item a few integer comparisons ([`ShortKey`]).
-fn parse_list<T: Copy + PartialEq>(value: &str, spellings: &[(&str, T)]) -> HookList<T> {
-    let mut scan = ListScan::new(spellings);
+fn parse_list<T: Copy + PartialEq>(value: &str, spellings: &Spellings<T>) -> HookList<T> {
+    let mut scan = ListScan::new(spellings.table, &spellings.keys);
     let mut previous: Option<(&[u8], Seen)> = None;
     let mut start = 0;
     for raw in value.as_bytes().split(|&b| b == b',') {
@@ -462,15 +488,14 @@ impl HookAnnotations {
     ) -> Option<Self> {
         let hook = hook?;
         Some(HookAnnotations {
-            events: parse_list(hook, HookEvent::SPELLINGS),
+            events: parse_list(hook, &EVENTS),
             weight: weight.map(|w| WeightAnnotation {
                 text: truncate_str(w, MAX_ITEM_BYTES).to_owned(),
                 len: w.len(),
                 weight: Weight::parse(w),
             }),
-            delete_policies: delete_policy.map(|v| parse_list(v, DeletePolicy::SPELLINGS)),
-            output_log_policies: output_log_policy
-                .map(|v| parse_list(v, OutputLogPolicy::SPELLINGS)),
+            delete_policies: delete_policy.map(|v| parse_list(v, &DELETE_POLICIES)),
+            output_log_policies: output_log_policy.map(|v| parse_list(v, &OUTPUT_LOG_POLICIES)),
         })
     }
 
@@ -594,11 +619,11 @@ mod tests {
         ) {
             let value = items.join(",");
             proptest::prop_assert_eq!(
-                parse_list(&value, HookEvent::SPELLINGS),
+                parse_list(&value, &EVENTS),
                 reference_parse(&value, HookEvent::SPELLINGS)
             );
             proptest::prop_assert_eq!(
-                parse_list(&value, DeletePolicy::SPELLINGS),
+                parse_list(&value, &DELETE_POLICIES),
                 reference_parse(&value, DeletePolicy::SPELLINGS)
             );
         }
