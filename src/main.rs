@@ -1,4 +1,4 @@
-//! The `hookguard` command line: serve | lint | certs | version.
+//! The `hookguard` command line: serve | controller | lint | audit | certs | version.
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use hookguard::controller::ControllerOptions;
 use hookguard::lint::{LintedObject, lint_text, render_text};
 use hookguard::policy::{Config, Policy, RULES};
-use hookguard::server::{ServeOptions, serve};
+use hookguard::serve::{ServeOptions, serve};
 
 #[derive(Parser)]
 #[command(
@@ -49,8 +50,11 @@ enum AuditFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the admission webhook (HTTPS) and the admin server (HTTP).
+    /// Run the admission webhook (HTTPS) and its admin server (HTTP).
     Serve(Box<ServeOptions>),
+    /// Run the hook inventory, orphan detection, the janitor and leader election, with an admin
+    /// server (HTTP) and no other listener.
+    Controller(Box<ControllerOptions>),
     /// Check rendered manifests (e.g. `helm template` output) with the same policy engine.
     Lint {
         /// YAML files (multi-document); `-` or nothing reads standard input.
@@ -149,8 +153,28 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let (_keep, never) = tokio::sync::watch::channel(false);
-            runtime.block_on(serve(*opts, never))?;
+            runtime.block_on(async {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                hookguard::admin::cancel_on_signal(shutdown.clone())
+                    .context("installing the signal handlers")?;
+                serve(*opts, shutdown).await.map_err(anyhow::Error::from)
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Controller(opts) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                hookguard::admin::cancel_on_signal(shutdown.clone())
+                    .context("installing the signal handlers")?;
+                hookguard::controller::run(*opts, shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Lint {

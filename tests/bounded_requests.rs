@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use hookguard::admission::MAX_RESPONSE_BYTES;
-use hookguard::metrics::{MAX_ADMISSION_NAMESPACES, Metrics};
+use hookguard::metrics::{MAX_ADMISSION_NAMESPACES, WebhookMetrics, encode};
 use hookguard::policy::Policy;
 use hookguard::server::routes::webhook_router;
 use hookguard::server::{AppState, Limits};
@@ -22,13 +22,14 @@ use hookguard::server::{AppState, Limits};
 /// The default body limit of `hookguard serve`.
 const MAX_BODY: usize = 7 * 1024 * 1024;
 
-fn router() -> (Router, std::sync::Arc<AppState>) {
-    let state = AppState::new(Policy::default(), Metrics::new(true));
+fn router() -> (Router, WebhookMetrics) {
+    let metrics = WebhookMetrics::new(true);
+    let state = AppState::new(Policy::default(), metrics.admission.clone());
     let limits = Limits {
         max_body_bytes: MAX_BODY,
         request_timeout: Duration::from_secs(30),
     };
-    (webhook_router(state.clone(), limits), state)
+    (webhook_router(state, limits), metrics)
 }
 
 async fn post(router: &Router, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
@@ -229,13 +230,13 @@ async fn a_forged_uid_of_any_length_is_a_400_not_an_echo() {
 
 #[tokio::test]
 async fn ten_thousand_forged_reviews_add_a_bounded_number_of_series() {
-    let (web, state) = router();
+    let (web, metrics) = router();
     let series = |text: &str, family: &str| {
         text.lines()
             .filter(|l| l.starts_with(family) && !l.starts_with('#'))
             .count()
     };
-    let before = state.metrics.encode();
+    let before = encode(&metrics.registry);
     for i in 0..10_000 {
         let mut review = common::fixture("job-migrate-create.json");
         let r = &mut review["request"];
@@ -255,7 +256,7 @@ async fn ten_thousand_forged_reviews_add_a_bounded_number_of_series() {
             assert_eq!(status, StatusCode::OK);
         }
     }
-    let after = state.metrics.encode();
+    let after = encode(&metrics.registry);
     // kind: one value ("custom"); namespace: capped, plus "other".
     let requests = series(&after, "hookguard_admission_requests_total{");
     assert!(

@@ -273,14 +273,20 @@ fn clusterless(home: &std::path::Path) -> Command {
 }
 
 #[test]
-fn serve_without_a_cluster_runs_without_the_inventory_and_says_so() {
-    let dir = common::temp_dir("no-cluster");
-    let (args, admin) = serve_args(&dir, &["--inventory"]);
-    let log = dir.join("serve.log");
+fn serve_is_the_webhook_only_and_its_metrics_are_the_webhooks() {
+    let dir = common::temp_dir("webhook-only");
+    // The inventory moved to `hookguard controller`: the old flag says where it went.
+    let (args, _) = serve_args(&dir, &["--inventory"]);
+    let out = clusterless(&dir).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run in `hookguard controller`"), "{stderr}");
+
+    let (args, admin) = serve_args(&dir, &[]);
     let mut child = clusterless(&dir)
         .args(args)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -297,18 +303,21 @@ fn serve_without_a_cluster_runs_without_the_inventory_and_says_so() {
     });
     let _ = child.kill();
     let _ = child.wait();
-    let stderr = std::fs::read_to_string(&log).unwrap();
-    assert!(stderr.contains("running without the inventory"), "{stderr}");
-    // The families are there (dashboards show zero, not "no data").
+    assert!(
+        metrics.contains("# TYPE hookguard_admission_requests counter"),
+        "{metrics}"
+    );
+    // The controller's families are the controller's: a webhook pod exporting
+    // `hookguard_inventory_up 0` would look like a broken inventory.
     for family in [
-        "# TYPE hookguard_hook_objects gauge",
-        "# TYPE hookguard_hook_created counter",
-        "# TYPE hookguard_hook_job_duration_seconds histogram",
-        "# TYPE hookguard_janitor_deletions counter",
-        "hookguard_inventory_up 0",
-        "hookguard_leader 0",
+        "hookguard_inventory_up",
+        "hookguard_leader",
+        "hookguard_hook_objects",
     ] {
-        assert!(metrics.contains(family), "{family} missing:\n{metrics}");
+        assert!(
+            !metrics.contains(family),
+            "{family} exported by serve:\n{metrics}"
+        );
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -317,10 +326,20 @@ fn serve_without_a_cluster_runs_without_the_inventory_and_says_so() {
 fn cluster_options_fail_fast_with_a_clear_message() {
     let dir = common::temp_dir("cluster-errors");
     let missing = dir.join("no-such-kubeconfig");
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (
-            &["serve", "--inventory", "--janitor"],
+            &["controller", "--janitor"],
             "--janitor needs --janitor-namespaces",
+        ),
+        (
+            &[
+                "controller",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--kubeconfig",
+                missing.to_str().unwrap(),
+            ],
+            "no-such-kubeconfig",
         ),
         (
             &[

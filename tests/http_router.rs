@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,21 +11,24 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use hookguard::metrics::Metrics;
+use hookguard::admin::{Readiness, admin_router};
+use hookguard::metrics::{WebhookMetrics, encode};
 use hookguard::policy::Policy;
-use hookguard::server::routes::{admin_router, webhook_router};
+use hookguard::server::routes::webhook_router;
 use hookguard::server::{AppState, Limits};
 
-fn routers(max_body_bytes: usize) -> (Router, Router, Arc<AppState>) {
-    let state = AppState::new(Policy::default(), Metrics::new(true));
+fn routers(max_body_bytes: usize) -> (Router, Router, Readiness) {
+    let metrics = WebhookMetrics::new(true);
+    let state = AppState::new(Policy::default(), metrics.admission.clone());
+    let readiness = Readiness::default();
     let limits = Limits {
         max_body_bytes,
         request_timeout: Duration::from_secs(5),
     };
     (
-        webhook_router(state.clone(), limits),
-        admin_router(state.clone()),
-        state,
+        webhook_router(state, limits),
+        admin_router(readiness.clone(), metrics.registry.clone()),
+        readiness,
     )
 }
 
@@ -150,7 +151,7 @@ async fn bad_input_gets_4xx_with_a_json_error() {
 
 #[tokio::test]
 async fn admin_endpoints() {
-    let (web, admin, state) = routers(16 << 20);
+    let (web, admin, readiness) = routers(16 << 20);
     let (status, _, _) = send(&admin, Request::get("/livez").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = send(&admin, Request::get("/readyz").body(Body::empty()).unwrap()).await;
@@ -159,7 +160,7 @@ async fn admin_endpoints() {
         StatusCode::SERVICE_UNAVAILABLE,
         "not ready until serving"
     );
-    state.ready.store(true, Ordering::Relaxed);
+    readiness.set(true);
     let (status, _, _) = send(&admin, Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
 
@@ -192,9 +193,10 @@ async fn admin_endpoints() {
 
 #[tokio::test]
 async fn namespace_label_can_be_turned_off() {
-    let state = AppState::new(Policy::default(), Metrics::new(false));
+    let metrics = WebhookMetrics::new(false);
+    let state = AppState::new(Policy::default(), metrics.admission.clone());
     let web = webhook_router(
-        state.clone(),
+        state,
         Limits {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
@@ -202,6 +204,6 @@ async fn namespace_label_can_be_turned_off() {
     );
     let body = serde_json::to_vec(&common::fixture("job-migrate-create.json")).unwrap();
     send(&web, post("/validate", Some("application/json"), body)).await;
-    let text = state.metrics.encode();
+    let text = encode(&metrics.registry);
     assert!(text.contains(r#"hookguard_hook_admissions_total{event="pre-install",kind="Job",namespace="",operation="CREATE"} 1"#), "{text}");
 }

@@ -31,7 +31,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use hookguard::admission::Webhook;
-use hookguard::metrics::Metrics;
+use hookguard::metrics::WebhookMetrics;
 use hookguard::policy::Policy;
 use hookguard::server::routes::webhook_router;
 use hookguard::server::{AppState, Limits};
@@ -462,7 +462,7 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 /// never more than 64 KiB.
 #[tokio::test]
 async fn the_router_answers_200_or_400_as_review_decides() {
-    let state = AppState::new(Policy::default(), Metrics::new(true));
+    let state = AppState::new(Policy::default(), WebhookMetrics::new(true).admission);
     let router = webhook_router(
         state,
         Limits {

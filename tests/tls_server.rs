@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use common::{free_port, https_client, serve_options, temp_dir, wait_ready};
 use hookguard::certs::{Ca, generate_ca, generate_serving};
@@ -16,7 +16,7 @@ use hookguard::certs::{Ca, generate_ca, generate_serving};
 struct Running {
     addr: String,
     admin: String,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,9 +35,10 @@ impl Running {
         ];
         args.extend_from_slice(extra);
         let opts = serve_options(&args);
-        let (stop, rx) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let token = stop.clone();
         let task = tokio::spawn(async move {
-            hookguard::server::serve(opts, rx)
+            hookguard::serve::serve(opts, token)
                 .await
                 .expect("serve runs");
         });
@@ -51,7 +52,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        self.stop.send(true).unwrap();
+        self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .unwrap()

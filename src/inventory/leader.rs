@@ -9,17 +9,15 @@
 //! deadline (two thirds of the lease duration) stops working, before any other replica may take
 //! over: when the API server is unreachable, nobody works rather than two.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{InventoryOptions, work};
-use crate::managed_certs::stopped;
-use crate::server::AppState;
+use crate::metrics::InventoryMetrics;
 
 /// The three periods of an election, from `--lease-duration`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,13 +234,13 @@ pub async fn run(
     client: kube::Client,
     namespace: String,
     opts: InventoryOptions,
-    state: Arc<AppState>,
-    mut stop: watch::Receiver<bool>,
+    metrics: InventoryMetrics,
+    stop: CancellationToken,
 ) {
     if !opts.leader_election {
-        state.metrics.leader.set(1);
-        work(client, opts, state.clone(), stop).await;
-        state.metrics.leader.set(0);
+        metrics.leader.set(1);
+        work(client, opts, metrics.clone(), stop).await;
+        metrics.leader.set(0);
         return;
     }
     let identity = std::env::var("POD_NAME")
@@ -259,7 +257,7 @@ pub async fn run(
     };
     let timing = elector.timing;
     let mut renewed_at: Option<Instant> = None;
-    let mut worker: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
+    let mut worker: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
     loop {
         // A holder's round may last until its renew deadline, no longer: a hanging API call
         // must not keep it working past the point where another replica may take over.
@@ -280,16 +278,21 @@ pub async fn run(
         match (leading, worker.is_some()) {
             (true, false) => {
                 tracing::info!(%identity, lease = %opts.lease_name, "leader: running the inventory");
-                state.metrics.leader.set(1);
-                let (tx, rx) = watch::channel(false);
-                let task = tokio::spawn(work(client.clone(), opts.clone(), state.clone(), rx));
-                worker = Some((tx, task));
+                metrics.leader.set(1);
+                let token = stop.child_token();
+                let task = tokio::spawn(work(
+                    client.clone(),
+                    opts.clone(),
+                    metrics.clone(),
+                    token.clone(),
+                ));
+                worker = Some((token, task));
             }
             (false, true) => {
                 tracing::info!(%identity, lease = %opts.lease_name, "not (or no longer surely) the leader: stopping the inventory");
-                state.metrics.leader.set(0);
-                if let Some((tx, task)) = worker.take() {
-                    let _ = tx.send(true);
+                metrics.leader.set(0);
+                if let Some((token, task)) = worker.take() {
+                    token.cancel();
                     let _ = task.await;
                 }
             }
@@ -297,14 +300,14 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(timing.retry) => {}
-            _ = stopped(&mut stop) => break,
+            _ = stop.cancelled() => break,
         }
     }
-    if let Some((tx, task)) = worker.take() {
-        let _ = tx.send(true);
+    if let Some((token, task)) = worker.take() {
+        token.cancel();
         let _ = task.await;
     }
-    state.metrics.leader.set(0);
+    metrics.leader.set(0);
     let _ = tokio::time::timeout(Duration::from_secs(5), elector.release()).await;
 }
 

@@ -1,4 +1,4 @@
-//! The live inventory of hook objects, inside `hookguard serve`, and the opt-in janitor.
+//! The live inventory of hook objects, inside `hookguard controller`, and the opt-in janitor.
 //!
 //! Hook Jobs and Pods are watched with the `hookguard.io/hook=true` label the webhook adds, so
 //! the API server only sends hooks; a discovery pass (metadata-only list of objects *without* that
@@ -25,14 +25,12 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use wildmatch::WildMatch;
 
-use crate::managed_certs::stopped;
 use crate::metrics::{
-    BoundedValues, Metrics, NamespaceOutcomeLabels, OutcomeLabels, ReleaseLabels,
+    BoundedValues, InventoryMetrics, NamespaceOutcomeLabels, OutcomeLabels, ReleaseLabels,
 };
-use crate::server::AppState;
 pub use leader::run;
 use record::Kind;
 use refresh::{Janitor, PreviousSeries, Refresher};
@@ -40,13 +38,9 @@ use store::{Effect, Inventory, Releases};
 use watchers::{discover, watch_hooks, watch_releases};
 pub use watchers::{discover_kind, snapshot};
 
-/// Options of the inventory, leader election and janitor (part of `hookguard serve`).
+/// Options of the inventory, leader election and janitor (part of `hookguard controller`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct InventoryOptions {
-    /// Run the hook inventory (metrics of live hook objects and churn). Needs the Kubernetes API;
-    /// with several replicas only the leader runs it.
-    #[arg(long, env = "HOOKGUARD_INVENTORY")]
-    pub inventory: bool,
     /// How often hooks without hookguard's label (created before it was installed) are looked for.
     #[arg(long, env = "HOOKGUARD_INVENTORY_DISCOVERY_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub inventory_discovery_interval: Duration,
@@ -66,9 +60,8 @@ pub struct InventoryOptions {
     /// How long a leader's Lease lasts without renewal (a new leader takes over after it).
     #[arg(long, env = "HOOKGUARD_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
-    /// Delete finished hook objects Kubernetes never cleans (needs --inventory and
-    /// --janitor-namespaces).
-    #[arg(long, env = "HOOKGUARD_JANITOR", requires = "inventory")]
+    /// Delete finished hook objects Kubernetes never cleans (needs --janitor-namespaces).
+    #[arg(long, env = "HOOKGUARD_JANITOR")]
     pub janitor: bool,
     /// Namespaces (globs) where the janitor may delete: nothing is cleaned elsewhere.
     #[arg(long, env = "HOOKGUARD_JANITOR_NAMESPACES", value_delimiter = ',')]
@@ -156,7 +149,7 @@ impl Labels {
     }
 }
 
-fn apply_effects(effects: Vec<Effect>, metrics: &Metrics, labels: &Labels) {
+fn apply_effects(effects: Vec<Effect>, metrics: &InventoryMetrics, labels: &Labels) {
     for effect in effects {
         match effect {
             Effect::Created { namespace, release } => {
@@ -205,12 +198,12 @@ fn apply_effects(effects: Vec<Effect>, metrics: &Metrics, labels: &Labels) {
 async fn work(
     client: kube::Client,
     opts: InventoryOptions,
-    state: Arc<AppState>,
-    mut stop: watch::Receiver<bool>,
+    metrics: InventoryMetrics,
+    stop: CancellationToken,
 ) {
     let shared: SharedRef = Arc::default();
     let labels = Arc::new(Labels {
-        namespace: state.metrics.namespace_label(),
+        namespace: metrics.namespace_label(),
         release: opts.metrics_release_label,
         releases: BoundedValues::new(MAX_RELEASE_VALUES),
     });
@@ -223,7 +216,7 @@ async fn work(
             record::from_job,
             Kind::Job,
             shared.clone(),
-            state.clone(),
+            metrics.clone(),
             labels.clone(),
         )),
         tokio::spawn(watch_hooks::<Pod>(
@@ -231,14 +224,14 @@ async fn work(
             record::from_pod,
             Kind::Pod,
             shared.clone(),
-            state.clone(),
+            metrics.clone(),
             labels.clone(),
         )),
         tokio::spawn(discover(
             client.clone(),
             opts.inventory_discovery_interval,
             shared.clone(),
-            state.clone(),
+            metrics.clone(),
             labels.clone(),
         )),
     ];
@@ -258,7 +251,7 @@ async fn work(
     });
     let mut refresher = Refresher {
         shared: shared.clone(),
-        state: state.clone(),
+        metrics: metrics.clone(),
         labels,
         orphan_detection: opts.orphan_detection,
         janitor,
@@ -268,13 +261,13 @@ async fn work(
         refresher.refresh().await;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = stopped(&mut stop) => break,
+            _ = stop.cancelled() => break,
         }
     }
     for t in tasks {
         t.abort();
     }
-    let m = &state.metrics;
+    let m = &metrics;
     m.inventory_up.set(0);
     m.hook_objects.clear();
     m.hook_oldest_finished_age.clear();
@@ -307,7 +300,6 @@ mod tests {
     #[test]
     fn janitor_flags_become_its_policy() {
         let opts = parse(&[
-            "--inventory",
             "--janitor",
             "--janitor-namespaces",
             "team-*, ci",
@@ -322,7 +314,7 @@ mod tests {
         // Larger than i64 seconds: never old enough, instead of wrapping to a negative age.
         let huge = parse(&["--janitor-min-age", "500000000000years"]);
         assert_eq!(huge.janitor_policy().min_age, i64::MAX);
-        let unscoped = parse(&["--inventory", "--janitor"]);
+        let unscoped = parse(&["--janitor"]);
         assert!(unscoped.validate().is_err());
     }
 }

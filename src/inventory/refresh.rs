@@ -12,9 +12,8 @@ use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 use super::record::{Kind, State};
 use super::{Labels, SharedRef, janitor, lock, now, store};
 use crate::metrics::{
-    HookObjectLabels, JanitorLabels, Metrics, NamespaceKindLabels, NamespaceLabels,
+    HookObjectLabels, InventoryMetrics, JanitorLabels, NamespaceKindLabels, NamespaceLabels,
 };
-use crate::server::AppState;
 
 /// Label sets of the gauges set last time, to remove series that disappeared.
 #[derive(Default)]
@@ -36,7 +35,7 @@ pub(super) struct Janitor {
 
 pub(super) struct Refresher {
     pub(super) shared: SharedRef,
-    pub(super) state: Arc<AppState>,
+    pub(super) metrics: InventoryMetrics,
     pub(super) labels: Arc<Labels>,
     pub(super) orphan_detection: bool,
     pub(super) janitor: Option<Janitor>,
@@ -89,13 +88,13 @@ impl Refresher {
         {
             j.last = Some(tokio::time::Instant::now());
             for d in doomed {
-                j.remove(d, &self.state.metrics, &self.labels).await;
+                j.remove(d, &self.metrics, &self.labels).await;
             }
         }
     }
 
     fn set_gauges(&mut self, summary: store::Summary, synced: bool) {
-        let m = &self.state.metrics;
+        let m = &self.metrics;
         m.inventory_up.set(i64::from(synced));
         let mut objects = HashSet::new();
         // Every state of every kind in a namespace with hooks, zeros included, so a state that
@@ -161,7 +160,7 @@ impl Refresher {
 }
 
 impl Janitor {
-    async fn remove(&mut self, d: Doomed, metrics: &Metrics, labels: &Labels) {
+    async fn remove(&mut self, d: Doomed, metrics: &InventoryMetrics, labels: &Labels) {
         let count = |mode: &'static str| {
             metrics
                 .janitor_deletions

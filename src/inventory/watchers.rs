@@ -17,8 +17,8 @@ use super::record::{self, HookRecord, Kind};
 use super::store::{Inventory, Releases};
 use super::{Labels, SharedRef, apply_effects, lock};
 use crate::hook::HOOK_ANNOTATION;
+use crate::metrics::InventoryMetrics;
 use crate::object::HOOK_LABEL;
-use crate::server::AppState;
 
 /// Watches one kind's labelled hooks into the inventory.
 pub(super) async fn watch_hooks<K>(
@@ -26,7 +26,7 @@ pub(super) async fn watch_hooks<K>(
     to_record: fn(&K) -> Option<(String, HookRecord)>,
     kind: Kind,
     shared: SharedRef,
-    state: Arc<AppState>,
+    metrics: InventoryMetrics,
     labels: Arc<Labels>,
 ) where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
@@ -84,7 +84,7 @@ pub(super) async fn watch_hooks<K>(
                     break;
                 }
             };
-            apply_effects(effects, &state.metrics, &labels);
+            apply_effects(effects, &metrics, &labels);
         }
         retry.wait().await;
     }
@@ -174,7 +174,7 @@ pub(super) async fn discover(
     client: kube::Client,
     interval: Duration,
     shared: SharedRef,
-    state: Arc<AppState>,
+    metrics: InventoryMetrics,
     labels: Arc<Labels>,
 ) {
     let mut first = true;
@@ -185,7 +185,7 @@ pub(super) async fn discover(
             match found {
                 Ok(found) => {
                     let effects = lock(&shared).inventory.resync(kind, false, found, !first);
-                    apply_effects(effects, &state.metrics, &labels);
+                    apply_effects(effects, &metrics, &labels);
                 }
                 Err(e) => {
                     tracing::warn!(kind = kind.as_str(), error = %e, "hook discovery failed; retrying at the next pass")

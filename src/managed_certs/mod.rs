@@ -23,9 +23,10 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::metrics::CertMetrics;
 use crate::server::tls::{self, ReloadingResolver};
 pub use plan::{Change, Material, Settings, SettingsError};
 
@@ -226,7 +227,7 @@ impl ManagedCerts {
     /// One check, repeated (up to 3 times) when another replica wrote the Secret first.
     pub async fn reconcile(
         &self,
-        metrics: &Metrics,
+        metrics: &CertMetrics,
     ) -> Result<(Material, Vec<Change>), ManagedCertError> {
         let mut attempt = 0;
         loop {
@@ -248,7 +249,7 @@ impl ManagedCerts {
     /// One check: plan, write the Secret if needed, publish the bundle. Returns what is in force.
     async fn reconcile_once(
         &self,
-        metrics: &Metrics,
+        metrics: &CertMetrics,
     ) -> Result<(Material, Vec<Change>), ManagedCertError> {
         let secrets = self.secrets();
         let current = secrets
@@ -335,10 +336,7 @@ impl ManagedCerts {
             for change in &planned.changes {
                 tracing::info!(secret = %self.secret, change = ?change, "updated the certificate Secret");
                 for cert in change.rotated() {
-                    metrics
-                        .cert_rotations
-                        .get_or_create(&crate::metrics::CertLabels { cert })
-                        .inc();
+                    metrics.record_rotation(cert);
                 }
             }
         }
@@ -350,12 +348,8 @@ impl ManagedCerts {
     }
 
     /// Runs checks until the first one succeeds (retrying with backoff), so the webhook never
-    /// starts without a certificate. Returns `None` if `stop` turned true first.
-    pub async fn first(
-        &self,
-        metrics: &Metrics,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Option<Material> {
+    /// starts without a certificate. Returns `None` if `stop` is cancelled first.
+    pub async fn first(&self, metrics: &CertMetrics, stop: &CancellationToken) -> Option<Material> {
         let mut delay = Duration::from_millis(500);
         loop {
             match self.reconcile(metrics).await {
@@ -370,7 +364,7 @@ impl ManagedCerts {
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = stopped(stop) => return None,
+                _ = stop.cancelled() => return None,
             }
             delay = (delay * 2).min(Duration::from_secs(30));
         }
@@ -381,8 +375,8 @@ impl ManagedCerts {
         self,
         mut served: Material,
         resolver: Arc<ReloadingResolver>,
-        state: Arc<crate::server::AppState>,
-        mut stop: watch::Receiver<bool>,
+        metrics: CertMetrics,
+        stop: CancellationToken,
     ) {
         let wake = Arc::new(Notify::new());
         let mut watchers = Vec::new();
@@ -408,7 +402,7 @@ impl ManagedCerts {
                 wake.clone(),
             )));
         }
-        let metrics = &state.metrics;
+        let metrics = &metrics;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
@@ -416,7 +410,7 @@ impl ManagedCerts {
                     // Let a burst of events (our own writes included) settle into one check.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                _ = stopped(&mut stop) => break,
+                _ = stop.cancelled() => break,
             }
             match self.reconcile(metrics).await {
                 Ok((material, _)) => {
@@ -445,20 +439,11 @@ impl ManagedCerts {
     }
 }
 
-/// Resolves once `stop` is true (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // Drop the borrow at once: the guard is not Send.
-    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+fn record(metrics: &CertMetrics, result: &'static str) {
+    metrics.record_reconcile(result);
 }
 
-fn record(metrics: &Metrics, result: &'static str) {
-    metrics
-        .cert_reconciles
-        .get_or_create(&crate::metrics::ResultLabels { result })
-        .inc();
-}
-
-fn set_ca_expiry(material: &Material, metrics: &Metrics) {
+fn set_ca_expiry(material: &Material, metrics: &CertMetrics) {
     if let Some(t) = material.earliest_ca_expiry() {
         metrics.tls_ca_expiry.set(t);
     }
@@ -468,7 +453,7 @@ fn set_ca_expiry(material: &Material, metrics: &Metrics) {
 pub fn serve_material(
     material: &Material,
     resolver: &ReloadingResolver,
-    metrics: &Metrics,
+    metrics: &CertMetrics,
 ) -> Result<(), tls::TlsError> {
     let loaded = load(material)?;
     resolver.replace(loaded.key);
@@ -476,10 +461,7 @@ pub fn serve_material(
         metrics.tls_cert_expiry.set(t);
     }
     set_ca_expiry(material, metrics);
-    metrics
-        .tls_reloads
-        .get_or_create(&crate::metrics::ResultLabels { result: "success" })
-        .inc();
+    metrics.record_reload("success");
     Ok(())
 }
 

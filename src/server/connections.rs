@@ -30,9 +30,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 use super::tls::SharedServerConfig;
@@ -161,10 +162,48 @@ pub fn admin_http(header_read_timeout: Duration) -> auto::Builder<TokioExecutor>
     http
 }
 
+/// The settings of an admin server (plain HTTP/1.1: `/livez`, `/readyz`, `/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminSettings {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: u32,
+    pub close_grace: Duration,
+}
+
+/// Binds an admin server's listener. The error names the address.
+pub async fn bind_admin(
+    addr: std::net::SocketAddr,
+    app: Router,
+    settings: AdminSettings,
+    refused: Counter,
+) -> Result<Listener, (std::net::SocketAddr, std::io::Error)> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| (addr, e))?;
+    Ok(Listener {
+        listener,
+        tls: None,
+        app,
+        timeouts: Timeouts {
+            first_request: settings.header_read_timeout,
+            handshake: settings.header_read_timeout,
+            idle: settings.idle_timeout,
+            max_age: None,
+            close_grace: settings.close_grace,
+        },
+        max_connections: settings.max_connections,
+        http: admin_http(settings.header_read_timeout),
+        refused,
+    })
+}
+
 impl Listener {
-    /// Accepts until `drain` turns true, then closes the listener and waits (up to
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts until `drain` is cancelled, then closes the listener and waits (up to
     /// `timeouts.close_grace`) for the open connections to finish.
-    pub async fn run(self, mut drain: watch::Receiver<bool>) {
+    pub async fn run(self, drain: CancellationToken) {
         let Listener {
             listener,
             tls,
@@ -202,7 +241,7 @@ impl Listener {
                         continue;
                     }
                 },
-                _ = drained(&mut drain) => break,
+                _ = drain.cancelled() => break,
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 refused.inc();
@@ -396,7 +435,7 @@ const ALERT_LINGER_BYTES: usize = 256 * 1024;
 async fn connection(
     tcp: TcpStream,
     shared: Arc<Shared>,
-    drain: watch::Receiver<bool>,
+    drain: CancellationToken,
     _slot: OwnedSemaphorePermit,
 ) {
     let accepted = Instant::now();
@@ -444,11 +483,6 @@ async fn connection(
     }
 }
 
-/// Resolves once `drain` is true, or its sender is gone (the server is ending either way).
-async fn drained(drain: &mut watch::Receiver<bool>) {
-    let _ = drain.wait_for(|d| *d).await;
-}
-
 /// `t + d`, or `None` (never) when that is beyond what an `Instant` can hold.
 fn after(t: Instant, d: Duration) -> Option<Instant> {
     t.checked_add(d)
@@ -469,7 +503,7 @@ async fn drive<I>(
     http: &auto::Builder<TokioExecutor>,
     shared: &Shared,
     conn: Arc<ConnState>,
-    mut drain: watch::Receiver<bool>,
+    drain: CancellationToken,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -486,8 +520,7 @@ async fn drive<I>(
         .max_age
         .and_then(|age| after(conn.accepted, jittered(age)));
     let linger = DRAIN_LINGER.min(timeouts.close_grace);
-    // A closed sender means the server is going away too: treated like a drain.
-    let mut drain_signaled = *drain.borrow();
+    let mut drain_signaled = drain.is_cancelled();
     let mut draining: Option<Instant> = None;
     let mut aged = false;
     // Set once hyper was asked to end the connection (GOAWAY, or close when idle).
@@ -551,7 +584,7 @@ async fn drive<I>(
                 }
                 return;
             }
-            _ = drained(&mut drain), if !drain_signaled => drain_signaled = true,
+            _ = drain.cancelled(), if !drain_signaled => drain_signaled = true,
             _ = conn.changed.notified() => {}
             _ = tokio::time::sleep_until(wake) => {}
         }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Polls `paths` every `interval`; calls `on_change` with their contents whenever any of them
 /// differs from what was last seen (unreadable files are retried at the next tick).
@@ -15,7 +15,7 @@ pub fn watch_files<F>(
     paths: Vec<PathBuf>,
     initial: Vec<Vec<u8>>,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     mut on_change: F,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -29,7 +29,7 @@ where
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.cancelled() => return,
             }
             let mut current = Vec::with_capacity(paths.len());
             for p in &paths {

@@ -1,7 +1,6 @@
-//! HTTP handlers: the webhook endpoints and the admin endpoints.
+//! HTTP handlers of the webhook endpoints.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -11,19 +10,18 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::{self, Webhook};
-use crate::metrics::Metrics;
+use crate::metrics::AdmissionMetrics;
 use crate::policy::Policy;
 
 /// What the handlers share.
 pub struct AppState {
     pub policy: ArcSwap<Policy>,
-    pub metrics: Metrics,
-    pub ready: AtomicBool,
+    pub metrics: AdmissionMetrics,
     /// One permit per core: large reviews are judged on the blocking pool, at most this many at
     /// once, so they can neither starve the async workers (health checks, small reviews) nor pile
     /// up threads.
@@ -31,12 +29,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(policy: Policy, metrics: Metrics) -> Arc<Self> {
+    pub fn new(policy: Policy, metrics: AdmissionMetrics) -> Arc<Self> {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Arc::new(AppState {
             policy: ArcSwap::from_pointee(policy),
             metrics,
-            ready: AtomicBool::new(false),
             engine_slots: Arc::new(Semaphore::new(cores)),
         })
     }
@@ -68,15 +65,6 @@ pub fn webhook_router(state: Arc<AppState>, limits: Limits) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        .with_state(state)
-}
-
-/// `GET /livez`, `/readyz`, `/metrics`.
-pub fn admin_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -251,24 +239,4 @@ async fn answer(
             error_response(StatusCode::BAD_REQUEST, &message)
         }
     }
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
-    }
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use hookguard::server::ServeOptions;
+use hookguard::serve::ServeOptions;
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
