@@ -16,10 +16,41 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{/* The labels that select hookguard's pods (Deployment, Service, PDB, NetworkPolicy). */}}
+{{/* The labels that select the webhook's pods (Deployment, Service, PDB, NetworkPolicy). */}}
 {{- define "hookguard.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/*
+The controller's objects and pods. Its name label differs from the webhook's (not only a
+component label), so the webhook's selectors, unchanged since before the split, never match a
+controller pod: the webhook Service must not send admissions to a process without a webhook port.
+*/}}
+{{- define "hookguard.controllerName" -}}
+{{- printf "%s-controller" (include "hookguard.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "hookguard.controllerSelectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "hookguard.controllerLabels" -}}
+{{ include "hookguard.controllerSelectorLabels" . }}
+app.kubernetes.io/component: controller
+app.kubernetes.io/part-of: {{ .Chart.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "hookguard.controllerServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "hookguard.controllerName" .) .Values.controller.serviceAccountName -}}
+{{- else -}}
+{{- default "default" .Values.controller.serviceAccountName -}}
+{{- end -}}
 {{- end -}}
 
 {{/* True (non-empty) when hookguard runs in the cluster, i.e. webhook.url is not set. */}}
@@ -72,13 +103,19 @@ exactly when the flag that needs it is passed.
 {{- if and (include "hookguard.inventory" .) .Values.inventory.orphanDetection }}true{{ end -}}
 {{- end -}}
 
+{{/* The janitor runs inside the inventory's loop (it deletes what the inventory saw). */}}
 {{- define "hookguard.janitor" -}}
-{{- if and (include "hookguard.inCluster" .) .Values.janitor.enabled }}true{{ end -}}
+{{- if and (include "hookguard.inventory" .) .Values.janitor.enabled }}true{{ end -}}
 {{- end -}}
 
-{{/* The Lease is only contended for by the inventory and the janitor. */}}
+{{/* The controller Deployment (`hookguard controller`) exists exactly when the inventory is on. */}}
+{{- define "hookguard.controller" -}}
+{{- include "hookguard.inventory" . -}}
+{{- end -}}
+
+{{/* The Lease is only contended for by the controller's replicas. */}}
 {{- define "hookguard.leaderElection" -}}
-{{- if and .Values.leaderElection.enabled (or (include "hookguard.inventory" .) (include "hookguard.janitor" .)) }}true{{ end -}}
+{{- if and .Values.leaderElection.enabled (include "hookguard.controller" .) }}true{{ end -}}
 {{- end -}}
 
 {{/* Mutual TLS on the webhook port (webhook.clientCA), for the in-cluster Deployment. */}}
@@ -86,9 +123,9 @@ exactly when the flag that needs it is passed.
 {{- if and (include "hookguard.inCluster" .) .Values.webhook.clientCA.enabled }}true{{ end -}}
 {{- end -}}
 
-{{/* True when hookguard talks to the Kubernetes API at all (and so needs a token). */}}
+{{/* True when the webhook process talks to the Kubernetes API (and so needs a token). */}}
 {{- define "hookguard.needsAPI" -}}
-{{- if or (include "hookguard.selfManaged" .) (include "hookguard.inventory" .) (include "hookguard.janitor" .) }}true{{ end -}}
+{{- include "hookguard.selfManaged" . -}}
 {{- end -}}
 
 {{/*
@@ -208,6 +245,9 @@ Checks that need a sentence, not a schema path (values.schema.json catches types
 ranges first; these also hold with --skip-schema-validation).
 */}}
 {{- define "hookguard.validate" -}}
+{{- if and .Values.janitor.enabled (not .Values.inventory.enabled) (not .Values.webhook.url) -}}
+{{- fail "janitor.enabled needs inventory.enabled: the janitor runs in the controller and deletes what the inventory saw" -}}
+{{- end -}}
 {{- if not .Values.webhook.url -}}
 {{- if and (eq .Values.certs.mode "existingSecret") (not .Values.certs.existingSecret) -}}
 {{- fail "certs.mode=existingSecret needs certs.existingSecret: the name of a kubernetes.io/tls Secret (tls.crt, tls.key) in the release namespace" -}}
