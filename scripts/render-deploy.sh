@@ -43,7 +43,7 @@ render() {
     echo "#   $command"
     echo "#"
     echo "# Default values: certs.mode=selfManaged (hookguard creates the Secret hookguard-tls and patches"
-    echo "# the webhook configurations' caBundle itself), the hook inventory with leader election, and"
+    echo "# the webhook configurations' caBundle itself), the controller (hook inventory, leader election), and"
     echo "# the Grafana dashboard ConfigMap. The webhook configurations carry no caBundle until the"
     echo "# first pod is up; with failurePolicy Fail, hook objects are refused until then."
     echo "# Apply with: kubectl apply -k deploy/   (namespace, these manifests, policy from policy.yaml)"

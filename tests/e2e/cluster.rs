@@ -923,7 +923,8 @@ pub fn b64_decode(s: &str) -> Result<Vec<u8>> {
         .map_err(|e| format!("bad base64: {e}"))
 }
 
-/// `hookguard serve` with arguments of a scenario's choosing, on free loopback ports.
+/// `hookguard serve` or `hookguard controller` with arguments of a scenario's choosing, on free
+/// loopback ports (`port` is 0 for a controller: it has no webhook).
 pub struct Served {
     pub port: u16,
     pub admin_port: u16,
@@ -951,18 +952,38 @@ impl Served {
         args: &[String],
         env: &[(&str, String)],
     ) -> Result<Served> {
+        Served::spawn("serve", Some(port), name, dir, args, env)
+    }
+
+    /// Starts `hookguard controller --admin-addr <args>` (the inventory, orphans, janitor and
+    /// leader election; no webhook port) and waits until /livez answers.
+    pub fn controller(
+        name: &str,
+        dir: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Result<Served> {
+        Served::spawn("controller", None, name, dir, args, env)
+    }
+
+    fn spawn(
+        command: &str,
+        port: Option<u16>,
+        name: &str,
+        dir: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Result<Served> {
         fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let admin_port = free_port();
-        let mut all = vec![
-            "serve".to_owned(),
-            format!("--addr=127.0.0.1:{port}"),
-            format!("--admin-addr=127.0.0.1:{admin_port}"),
-        ];
+        let mut all = vec![command.to_owned()];
+        all.extend(port.map(|p| format!("--addr=127.0.0.1:{p}")));
+        all.push(format!("--admin-addr=127.0.0.1:{admin_port}"));
         all.extend_from_slice(args);
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_hookguard"));
         let proc = Proc::spawn(name, dir, &exe, &all, env)?;
         let served = Served {
-            port,
+            port: port.unwrap_or(0),
             admin_port,
             proc,
         };

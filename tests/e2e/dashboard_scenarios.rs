@@ -126,14 +126,24 @@ fn dashboard(env: &Env) -> Result<()> {
     env.cluster.namespace(NS)?;
     env.cluster.namespace(FAIL_NS)?;
     let dir = env.cluster.work.join("dashboard");
-    let replica = Served::start(
-        "hookguard-dashboard",
+    // A second webhook replica with self-managed certificates (the certificate panels), and a
+    // controller (the inventory panels): the two processes the chart deploys.
+    let webhook = Served::start(
+        "hookguard-dashboard-webhook",
         &dir,
         &[
             format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
             format!("--namespace={NS}"),
             "--cert-secret=e2e-dash-tls".to_owned(),
-            "--inventory".to_owned(),
+        ],
+        &[],
+    )?;
+    let replica = Served::controller(
+        "hookguard-dashboard",
+        &dir,
+        &[
+            format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
+            format!("--namespace={NS}"),
             "--leader-election=false".to_owned(),
             "--janitor".to_owned(),
             format!("--janitor-namespaces={NS}"),
@@ -152,7 +162,9 @@ fn dashboard(env: &Env) -> Result<()> {
             "replica ready with a synced inventory",
             Duration::from_secs(30),
             || {
-                (replica.ready() && replica.metric_sum("hookguard_inventory_up", &[]) == 1.0)
+                (webhook.ready()
+                    && replica.ready()
+                    && replica.metric_sum("hookguard_inventory_up", &[]) == 1.0)
                     .then_some(())
             },
         )?;
@@ -164,7 +176,7 @@ fn dashboard(env: &Env) -> Result<()> {
         )?;
         let (prom, prometheus) = start_prometheus(
             &dir.join("prometheus"),
-            &[main_admin.clone(), replica.admin()],
+            &[main_admin.clone(), webhook.admin(), replica.admin()],
         )?;
         let _prom = prom;
         env.cluster.run_ok(
@@ -244,8 +256,13 @@ fn dashboard(env: &Env) -> Result<()> {
     })();
     if result.is_err() {
         eprintln!("===== hookguard-dashboard =====\n{}", replica.log_tail(30));
+        eprintln!(
+            "===== hookguard-dashboard-webhook =====\n{}",
+            webhook.log_tail(30)
+        );
     }
     replica.stop();
+    webhook.stop();
     for ns in [NS, FAIL_NS] {
         let _ = env
             .cluster

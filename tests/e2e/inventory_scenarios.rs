@@ -29,9 +29,7 @@ fn chart() -> String {
 fn replica(env: &Env, name: &str, dir: &Path, janitor_dry_run: bool) -> Result<Served> {
     let mut args = vec![
         format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
-        format!("--cert-dir={}", dir.join(name).join("certs").display()),
         format!("--namespace={LEASE_NS}"),
-        "--inventory".to_owned(),
         "--inventory-discovery-interval=3s".to_owned(),
         "--lease-name=e2e-inventory".to_owned(),
         "--lease-duration=6s".to_owned(),
@@ -43,7 +41,7 @@ fn replica(env: &Env, name: &str, dir: &Path, janitor_dry_run: bool) -> Result<S
     if janitor_dry_run {
         args.push("--janitor-dry-run".to_owned());
     }
-    Served::start(name, dir, &args, &[("POD_NAME", name.to_owned())])
+    Served::controller(name, dir, &args, &[("POD_NAME", name.to_owned())])
 }
 
 /// A ValidatingAdmissionPolicy (CEL, in the API server) that makes every write of the leader

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::deployment::{check_deployment, container_args, forbid_arg, require_args};
-use super::{NS, REL, named, one, render, render_values};
+use super::{NS, REL, named, render, render_values};
 use crate::cluster::{Result, Served, b64_decode, ensure, repo};
 use crate::scenarios::hook_pod;
 use crate::{DEFAULT_POLICY, Env};
@@ -46,7 +46,7 @@ fn render_with_inline_ca(env: &Env, file: &Path) -> Result<Vec<Value>> {
 /// The `client-ca` volume of the Deployment, after checking its mount (read-only, at MOUNT) and
 /// the `--client-ca` argument that names the file in it.
 fn client_ca_volume(docs: &[Value]) -> Result<Value> {
-    let deploy = one(docs, "Deployment")?;
+    let deploy = named(docs, "Deployment", REL)?;
     require_args(&container_args(deploy), &[CLIENT_CA_ARG])?;
     let spec = &deploy["spec"]["template"]["spec"];
     let mounts = spec["containers"][0]["volumeMounts"]
@@ -82,7 +82,7 @@ fn only_item(source: &Value) -> (String, String) {
 /// existing Secret or ConfigMap with a custom key: the CA file is always `ca.crt` in MOUNT.
 pub(super) fn client_ca_values(env: &Env) -> Result<()> {
     let docs = render_values(env, &[])?;
-    let deploy = one(&docs, "Deployment")?;
+    let deploy = named(&docs, "Deployment", REL)?;
     forbid_arg(&container_args(deploy), "--client-ca")?;
     ensure(
         named(&docs, "ConfigMap", "hookguard-client-ca").is_err(),
@@ -103,7 +103,7 @@ pub(super) fn client_ca_values(env: &Env) -> Result<()> {
             && only_item(&volume["configMap"]) == ("ca.crt".into(), "ca.crt".into()),
         || format!("inline client CA volume {volume}"),
     )?;
-    let deploy = one(&docs, "Deployment")?;
+    let deploy = named(&docs, "Deployment", REL)?;
     // hookguard reads the CA at start only: a new one must roll the pods.
     ensure(
         deploy["spec"]["template"]["metadata"]["annotations"]["checksum/client-ca"].is_string(),

@@ -4,7 +4,9 @@
 //! the way the kubelet mounts it, ports mapped to free loopback ports. What it must do then is
 //! what the real pod must do: pass its probes, keep its certificates in the Secret and the CA
 //! bundle in both webhook configurations, answer over TLS as the API server would call it, hold
-//! the Lease, run the inventory, and stop cleanly on SIGTERM.
+//! the Lease, run the inventory, and stop cleanly on SIGTERM. The webhook's container does the
+//! first half as the webhook's ServiceAccount, the controller's the Lease and the inventory as
+//! its own.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -37,9 +39,10 @@ const SECRET_KEYS: [&str; 5] = ["ca.crt", "ca.key", "tls.crt", "tls.key", "ca-bu
 
 const DAY: i64 = 86_400;
 
-/// The container's named ports on loopback: the webhook port, and (port, path) of each probe.
+/// The container's named ports on loopback: the webhook port (none in the controller), and
+/// (port, path) of each probe.
 struct Ports {
-    https: u16,
+    https: Option<u16>,
     ready: (u16, String),
     live: (u16, String),
 }
@@ -99,17 +102,36 @@ pub(super) fn run_container_locally(
         ensure(live.as_ref().is_some_and(|(s, _)| *s == 200), || {
             format!("livenessProbe {live_path}: {live:?}")
         })?;
-        let secret = published_secret(env, pod)?;
-        let issued = check_certificates(&secret, pod)?;
-        admission_over_tls(pod, ports.https, &issued)?;
-        lease_and_inventory(env, pod, &ready, &issued)?;
+        let controller = args.first().is_some_and(|a| a == "controller");
+        let secret = if controller {
+            ensure(ports.https.is_none(), || {
+                "the controller has a webhook port".into()
+            })?;
+            lease_and_inventory(env, pod, &ready)?;
+            Value::Null
+        } else {
+            let https = ports
+                .https
+                .ok_or("the webhook container has no https port")?;
+            let secret = published_secret(env, pod)?;
+            let issued = check_certificates(&secret, pod)?;
+            admission_over_tls(pod, https, &issued)?;
+            certificate_metrics(&ready, &issued)?;
+            secret
+        };
         // A missing permission shows up as a watch that keeps failing (and retrying).
         let logged = log_tail();
         ensure(!logged.contains("watch failed"), || {
             format!("a watch failed (RBAC?):\n{logged}")
         })?;
         let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
-        let took = stops_on_sigterm(&mut child, &ready, &ports.ready.1, grace)?;
+        let delay = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--shutdown-delay="))
+            .map(|d| humantime::parse_duration(d).map_err(|e| format!("--shutdown-delay: {e}")))
+            .transpose()?
+            .unwrap_or_default();
+        let took = stops_on_sigterm(&mut child, &ready, &ports.ready.1, grace, delay)?;
         let written: Vec<_> = fs::read_dir(&workdir)
             .map_err(|e| e.to_string())?
             .filter_map(|e| e.ok().map(|e| e.file_name()))
@@ -118,8 +140,16 @@ pub(super) fn run_container_locally(
             format!("hookguard wrote {written:?} into its working directory (read-only root)")
         })?;
         eprintln!(
-            "e2e:   the Deployment's container, run locally as the ServiceAccount ({run}; SIMULATION of the kubelet): Secret and both caBundles written, TLS verified for {}, review patched, Lease held, inventory up, SIGTERM -> exit 0 after {:.1}s",
-            pod.svc_host,
+            "e2e:   the {} Deployment's container, run locally as its ServiceAccount ({run}; SIMULATION of the kubelet): {}, SIGTERM -> exit 0 after {:.1}s",
+            if controller { "controller" } else { "webhook" },
+            if controller {
+                "Lease held, inventory up".to_owned()
+            } else {
+                format!(
+                    "Secret and both caBundles written, TLS verified for {}, review patched",
+                    pod.svc_host
+                )
+            },
             took.as_secs_f64()
         );
         Ok(secret)
@@ -209,7 +239,7 @@ fn map_ports(c: &Value, args: &mut [String]) -> Result<Ports> {
             *a = a.replace(&format!("0.0.0.0:{cport}"), &format!("127.0.0.1:{free}"));
         }
     }
-    let https = *local_port.get("https").ok_or("no https port")?;
+    let https = local_port.get("https").copied();
     let probe_port = |probe: &str| -> Result<(u16, String)> {
         let g = &c[probe]["httpGet"];
         let port = g["port"].as_str().ok_or("probe port is not a name")?;
@@ -411,9 +441,8 @@ fn admission_over_tls(pod: &PodEnv, https: u16, issued: &Issued) -> Result<()> {
     )
 }
 
-/// Leader election and the inventory, which need the Lease, Jobs, Pods and Secrets RBAC; and the
-/// certificate metrics agree with the Secret.
-fn lease_and_inventory(env: &Env, pod: &PodEnv, ready: &str, issued: &Issued) -> Result<()> {
+/// Leader election and the inventory, which need the Lease, Jobs, Pods and Secrets RBAC.
+fn lease_and_inventory(env: &Env, pod: &PodEnv, ready: &str) -> Result<()> {
     wait_for(
         "the Lease held by this pod, hookguard_leader 1 and hookguard_inventory_up 1",
         Duration::from_secs(60),
@@ -428,9 +457,17 @@ fn lease_and_inventory(env: &Env, pod: &PodEnv, ready: &str, issued: &Issued) ->
                 .then_some(())
         },
     )?;
+    Ok(())
+}
+
+/// The certificate metrics agree with the Secret; the webhook exports no inventory families.
+fn certificate_metrics(ready: &str, issued: &Issued) -> Result<()> {
     let metrics = http_get(ready, "/metrics")
         .map(|(_, b)| b)
         .unwrap_or_default();
+    ensure(!metrics.contains("hookguard_inventory_up"), || {
+        "the webhook exports the controller's metrics".into()
+    })?;
     ensure(
         metric_value(&metrics, "hookguard_tls_cert_expiry_timestamp_seconds")
             == issued.tls_not_after as f64
@@ -444,13 +481,15 @@ fn lease_and_inventory(env: &Env, pod: &PodEnv, ready: &str, issued: &Issued) ->
     )
 }
 
-/// SIGTERM: /readyz fails at once, the process exits 0 after --shutdown-delay, well within
-/// terminationGracePeriodSeconds (`grace`). Returns how long it took.
+/// SIGTERM: /readyz fails at once, the process exits 0 after `delay` (--shutdown-delay; the
+/// controller has none), well within terminationGracePeriodSeconds (`grace`). Returns how long
+/// it took.
 fn stops_on_sigterm(
     child: &mut Child,
     ready: &str,
     ready_path: &str,
     grace: u64,
+    delay: Duration,
 ) -> Result<Duration> {
     let stopped_at = Instant::now();
     // SAFETY: signalling our own child.
@@ -472,8 +511,8 @@ fn stops_on_sigterm(
     )?;
     let took = stopped_at.elapsed();
     ensure(status.success(), || format!("exit status {status}"))?;
-    ensure(took >= Duration::from_secs(4), || {
-        format!("exited {took:?} after SIGTERM: --shutdown-delay=5s not honoured")
+    ensure(took >= delay.saturating_sub(Duration::from_secs(1)), || {
+        format!("exited {took:?} after SIGTERM: --shutdown-delay={delay:?} not honoured")
     })?;
     Ok(took)
 }

@@ -68,6 +68,55 @@ pub(super) fn check_deployment(
     })
 }
 
+/// The controller's Deployment (`<fullname>-controller`): `hookguard controller` as its own
+/// ServiceAccount, hardened like the webhook's pod, with a token (its whole job is the API), no
+/// webhook port and no volume but scratch space, and pod labels the webhook's selectors cannot
+/// match.
+pub(super) fn check_controller_deployment(d: &Value, fullname: &str, replicas: i64) -> Result<()> {
+    let controller = format!("{fullname}-controller");
+    ensure(
+        d["metadata"]["name"] == controller.as_str() && d["spec"]["replicas"] == replicas,
+        || {
+            format!(
+                "controller Deployment {} replicas {}",
+                d["metadata"]["name"], d["spec"]["replicas"]
+            )
+        },
+    )?;
+    let pod = &d["spec"]["template"];
+    let spec = &pod["spec"];
+    check_pod_security(pod, true)?;
+    let args = container_args(d);
+    ensure(args.first().is_some_and(|a| a == "controller"), || {
+        format!("controller args {args:?}")
+    })?;
+    require_args(&args, &["--admin-addr=0.0.0.0:8080", "--log-format=json"])?;
+    for flag in [
+        "--config",
+        "--cert-secret",
+        "--tls-cert",
+        "--addr=",
+        "--client-ca",
+    ] {
+        forbid_arg(&args, flag)?;
+    }
+    let c = &spec["containers"][0];
+    ensure(
+        spec["serviceAccountName"] == controller.as_str()
+            && c["ports"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1 && p[0]["name"] == "metrics")
+            && spec["volumes"]
+                .as_array()
+                .is_some_and(|v| v.iter().all(|v| v["emptyDir"].is_object())),
+        || format!("controller pod spec {spec}"),
+    )?;
+    ensure(
+        pod["metadata"]["labels"]["app.kubernetes.io/name"] == "hookguard-controller",
+        || format!("controller pod labels {}", pod["metadata"]["labels"]),
+    )
+}
+
 /// Restart behaviour, hardening, shutdown time and the ServiceAccount token of the pod template.
 fn check_pod_security(pod: &Value, api: bool) -> Result<()> {
     // Only the client CA, which hookguard reads once at start, rolls the pods when it changes.

@@ -114,8 +114,11 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
     };
     let notes = String::from_utf8_lossy(&install.stdout).into_owned();
     manifest_holds_no_key_material(&release)?;
-    let pod_name = running_pod(&release)?;
+    let pod_name = running_pod(&release, "hookguard")?;
+    let controller_pod = running_pod(&release, "hookguard-controller")?;
+    let controller_name = format!("{name}-controller");
     let deploy = check_installed(&release, &secret_name, &policy_name)?;
+    let controller_deploy = release.get(&["-n", ns, "deployment", &controller_name])?;
     let policy_cm = release.get(&["-n", ns, "configmap", &policy_name])?;
 
     // What kwok cannot show: the container itself, as the chart's ServiceAccount.
@@ -128,6 +131,24 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
         kubeconfig: &kubeconfig,
     };
     let first = run_container_locally(env, bin, &deploy, &policy_cm, &pod, "first start")?;
+    // The controller's container, as the controller's ServiceAccount.
+    let controller_kubeconfig =
+        service_account_kubeconfig(env, ns, &controller_name, &format!("{bin}-controller"))?;
+    let controller = PodEnv {
+        ns,
+        name: &controller_pod,
+        fullname: name,
+        svc_host: &svc_host,
+        kubeconfig: &controller_kubeconfig,
+    };
+    run_container_locally(
+        env,
+        bin,
+        &controller_deploy,
+        &policy_cm,
+        &controller,
+        "controller",
+    )?;
     let bundles = release.ca_bundles()?;
     let secret_now = || get(env, &["-n", ns, "secret", &secret_name]);
 
@@ -202,13 +223,17 @@ fn manifest_holds_no_key_material(r: &Release) -> Result<()> {
     )
 }
 
-/// The Deployment's pod, which is SIMULATED: scheduled by the real scheduler onto the kwok node,
-/// which reports it Running (readiness is not asserted: the simulated node does not re-report it
-/// after a node-lifecycle blip, a real kubelet would). Returns its name.
-fn running_pod(r: &Release) -> Result<String> {
-    let selector = format!("app.kubernetes.io/instance={}", r.name);
+/// The pod of the Deployment whose pods carry `app.kubernetes.io/name=<app>` (`hookguard`: the
+/// webhook, `hookguard-controller`), which is SIMULATED: scheduled by the real scheduler onto
+/// the kwok node, which reports it Running (readiness is not asserted: the simulated node does
+/// not re-report it after a node-lifecycle blip, a real kubelet would). Returns its name.
+fn running_pod(r: &Release, app: &str) -> Result<String> {
+    let selector = format!(
+        "app.kubernetes.io/name={app},app.kubernetes.io/instance={}",
+        r.name
+    );
     wait_for(
-        "the Deployment's pod Running on the simulated node",
+        &format!("the {app} Deployment's pod Running on the simulated node"),
         Duration::from_secs(60),
         || {
             let pods = r
@@ -268,12 +293,14 @@ fn check_installed(r: &Release, secret_name: &str, policy_name: &str) -> Result<
             .is_some_and(Vec::is_empty),
         || "PDB with one replica".into(),
     )?;
-    let stored_rbac = [
-        r.get(&["-n", ns, "role", name])?,
-        r.get(&["-n", ns, "rolebinding", name])?,
-        r.get(&["clusterrole", name])?,
-        r.get(&["clusterrolebinding", name])?,
-    ];
+    let controller = format!("{name}-controller");
+    let mut stored_rbac = Vec::new();
+    for who in [name, controller.as_str()] {
+        stored_rbac.push(r.get(&["-n", ns, "role", who])?);
+        stored_rbac.push(r.get(&["-n", ns, "rolebinding", who])?);
+        stored_rbac.push(r.get(&["clusterrole", who])?);
+        stored_rbac.push(r.get(&["clusterrolebinding", who])?);
+    }
     check_rbac(
         &stored_rbac,
         name,
@@ -327,16 +354,19 @@ fn nothing_left_behind(env: &Env, name: &str, ns: &str) -> Result<()> {
             format!("{kind}/{name} left behind after uninstall")
         })?;
     }
-    for args in [
-        ["-n", ns, "role", name],
-        ["-n", ns, "rolebinding", name],
-        ["", "", "clusterrole", name],
-        ["", "", "clusterrolebinding", name],
-    ] {
-        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
-        ensure(env.cluster.get_json(&args).is_none(), || {
-            format!("{} left behind after uninstall", args.join(" "))
-        })?;
+    let controller = format!("{name}-controller");
+    for who in [name, controller.as_str()] {
+        for args in [
+            ["-n", ns, "role", who],
+            ["-n", ns, "rolebinding", who],
+            ["", "", "clusterrole", who],
+            ["", "", "clusterrolebinding", who],
+        ] {
+            let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+            ensure(env.cluster.get_json(&args).is_none(), || {
+                format!("{} left behind after uninstall", args.join(" "))
+            })?;
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! The chart's RBAC: exactly the rules each enabled feature needs, bound to the chart's
-//! ServiceAccount (checked on rendered and stored Roles), and the API server's authorizer agreeing
-//! (`kubectl auth can-i --as`).
+//! The chart's RBAC: exactly the rules each enabled feature needs, each bound to the
+//! ServiceAccount of the process that needs it (the webhook's or the controller's; checked on
+//! rendered and stored Roles), and the API server's authorizer agreeing (`kubectl auth can-i
+//! --as`): the webhook's ServiceAccount has no verb on Secrets but its own and none on Pods.
 
 use std::collections::BTreeSet;
 
@@ -14,8 +15,9 @@ use crate::cluster::{Result, ensure};
 #[derive(Clone, Copy)]
 pub(super) enum Grant {
     /// certs.mode=selfManaged: its own Secret, and patching its two webhook configurations.
+    /// The webhook's.
     Certs,
-    /// Leader election: its own Lease.
+    /// Leader election: its own Lease. The controller's, like all below.
     Lease,
     /// The inventory: reading Jobs and Pods in every namespace.
     Inventory,
@@ -25,16 +27,32 @@ pub(super) enum Grant {
     Janitor,
 }
 
-/// One entry per (kind, API group, resource, verb, resourceName) of the Roles and ClusterRoles in
-/// `docs`, e.g. "Role coordination.k8s.io/leases get hookguard" ("*": any name), so that what a
-/// value set grants can be compared exactly.
+impl Grant {
+    /// The Roles, bindings and ServiceAccount holding this grant: `<fullname>` (the webhook's)
+    /// or `<fullname>-controller`.
+    fn holder(self, fullname: &str) -> String {
+        match self {
+            Grant::Certs => fullname.to_owned(),
+            _ => format!("{fullname}-controller"),
+        }
+    }
+}
+
+/// One entry per (kind, role name, API group, resource, verb, resourceName) of the Roles and
+/// ClusterRoles in `docs`, e.g. "Role hookguard-controller coordination.k8s.io/leases get
+/// hookguard" ("*": any name), so that what a value set grants, and to whom, can be compared
+/// exactly.
 fn rbac_rules(docs: &[Value]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for d in docs
         .iter()
         .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
     {
-        let kind = d["kind"].as_str().unwrap_or_default();
+        let kind = format!(
+            "{} {}",
+            d["kind"].as_str().unwrap_or_default(),
+            d["metadata"]["name"].as_str().unwrap_or_default()
+        );
         for r in d["rules"].as_array().into_iter().flatten() {
             let mut names = strings(&r["resourceNames"]);
             if names.is_empty() {
@@ -57,12 +75,13 @@ fn rbac_rules(docs: &[Value]) -> BTreeSet<String> {
 /// The entries (as `rbac_rules` spells them) that `grants` need for release `fullname`.
 fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut add = |kind: &str, resource: &str, verbs: &[&str], name: &str| {
-        for verb in verbs {
-            out.insert(format!("{kind} {resource} {verb} {name}"));
-        }
-    };
     for grant in grants {
+        let holder = grant.holder(fullname);
+        let mut add = |kind: &str, resource: &str, verbs: &[&str], name: &str| {
+            for verb in verbs {
+                out.insert(format!("{kind} {holder} {resource} {verb} {name}"));
+            }
+        };
         match grant {
             Grant::Certs => {
                 add(
@@ -107,8 +126,8 @@ fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
     out
 }
 
-/// The Roles and ClusterRoles in `docs` grant exactly `grants`, and each is bound to the chart's
-/// ServiceAccount by one binding of the same name.
+/// The Roles and ClusterRoles in `docs` grant exactly `grants`, and each is bound by one binding
+/// of the same name to the ServiceAccount of that name (the process's own).
 pub(super) fn check_rbac(docs: &[Value], fullname: &str, ns: &str, grants: &[Grant]) -> Result<()> {
     let got = rbac_rules(docs);
     let want = expected_rbac(fullname, grants);
@@ -124,17 +143,25 @@ pub(super) fn check_rbac(docs: &[Value], fullname: &str, ns: &str, grants: &[Gra
         ("ClusterRole", "ClusterRoleBinding"),
     ] {
         let (roles, bindings) = (of_kind(docs, role), of_kind(docs, binding));
-        ensure(roles.len() == bindings.len() && roles.len() <= 1, || {
+        ensure(roles.len() == bindings.len() && roles.len() <= 2, || {
             format!("{} {role}, {} {binding}", roles.len(), bindings.len())
         })?;
-        if let (Some(r), Some(b)) = (roles.first(), bindings.first()) {
+        for r in roles {
+            let name = r["metadata"]["name"].as_str().unwrap_or_default();
             ensure(
-                r["metadata"]["name"] == fullname
-                    && b["roleRef"]["kind"] == role
-                    && b["roleRef"]["name"] == fullname
+                name == fullname || name == format!("{fullname}-controller"),
+                || format!("{role} {name}"),
+            )?;
+            let b = bindings
+                .iter()
+                .find(|b| b["metadata"]["name"] == name)
+                .ok_or_else(|| format!("no {binding} {name}"))?;
+            ensure(
+                b["roleRef"]["kind"] == role
+                    && b["roleRef"]["name"] == name
                     && b["subjects"]
                         == serde_json::json!([
-                            {"kind": "ServiceAccount", "name": fullname, "namespace": ns}
+                            {"kind": "ServiceAccount", "name": name, "namespace": ns}
                         ]),
                 || format!("{binding} {b}"),
             )?;
@@ -143,59 +170,96 @@ pub(super) fn check_rbac(docs: &[Value], fullname: &str, ns: &str, grants: &[Gra
     Ok(())
 }
 
-/// The API server's own authorizer (`kubectl auth can-i --as`) agrees that the chart's
-/// ServiceAccount may do what hookguard needs with the default values, and nothing next to it.
-pub(super) fn service_account_permissions(env: &Env, ns: &str, sa: &str) -> Result<()> {
-    let user = format!("system:serviceaccount:{ns}:{sa}");
-    let tls = format!("secrets/{sa}-tls");
-    let lease = format!("leases.coordination.k8s.io/{sa}");
-    let mwc = format!("mutatingwebhookconfigurations/{sa}");
-    let vwc = format!("validatingwebhookconfigurations/{sa}");
-    let checks: [(&[&str], bool); 25] = [
-        (&["get", &tls, "-n", ns], true),
-        (&["watch", &tls, "-n", ns], true),
-        (&["watch", &vwc], true),
-        (&["update", &tls, "-n", ns], true),
-        (&["patch", &tls, "-n", ns], false),
-        (&["create", "secrets", "-n", ns], true),
-        (&["get", &mwc], true),
-        (&["patch", &mwc], true),
-        (&["patch", &vwc], true),
-        (&["update", &lease, "-n", ns], true),
-        (&["patch", &lease, "-n", ns], false),
-        (&["create", "leases.coordination.k8s.io", "-n", ns], true),
-        (&["watch", "jobs.batch", "-A"], true),
-        (&["list", "pods", "-A"], true),
-        (&["list", "secrets", "-A"], true),
-        (&["get", "secrets/other", "-n", ns], false),
-        (&["update", "secrets/other", "-n", ns], false),
-        (&["delete", &tls, "-n", ns], false),
-        (&["patch", "mutatingwebhookconfigurations/other"], false),
+/// The API server's own authorizer (`kubectl auth can-i --as`) agrees that, with the default
+/// values, the webhook's ServiceAccount (`fullname`) may touch its own Secret and webhook
+/// configurations and nothing else — no other Secret by any verb, no Pod, no Lease, no Job — and
+/// the controller's (`fullname-controller`) may do what the inventory and orphan detection need.
+pub(super) fn service_account_permissions(env: &Env, ns: &str, fullname: &str) -> Result<()> {
+    let tls = format!("secrets/{fullname}-tls");
+    let lease = format!("leases.coordination.k8s.io/{fullname}");
+    let mwc = format!("mutatingwebhookconfigurations/{fullname}");
+    let vwc = format!("validatingwebhookconfigurations/{fullname}");
+    let mut webhook: Vec<(Vec<&str>, bool)> = vec![
+        (vec!["get", &tls, "-n", ns], true),
+        (vec!["watch", &tls, "-n", ns], true),
+        (vec!["watch", &vwc], true),
+        (vec!["update", &tls, "-n", ns], true),
+        (vec!["patch", &tls, "-n", ns], false),
+        (vec!["delete", &tls, "-n", ns], false),
+        // `create` cannot be limited to a name; hookguard creates its Secret on first start.
+        (vec!["create", "secrets", "-n", ns], true),
+        (vec!["get", &mwc], true),
+        (vec!["patch", &mwc], true),
+        (vec!["patch", &vwc], true),
+        (vec!["patch", "mutatingwebhookconfigurations/other"], false),
+        (vec!["update", &lease, "-n", ns], false),
         (
-            &["update", "leases.coordination.k8s.io/other", "-n", ns],
+            vec!["create", "leases.coordination.k8s.io", "-n", ns],
             false,
         ),
-        (&["delete", "pods", "-n", "default"], false),
-        (&["delete", "jobs.batch", "-n", "default"], false),
-        (&["create", "pods", "-n", ns], false),
-        (&["update", "configmaps", "-n", ns], false),
-        (&["update", "deployments.apps", "-n", ns], false),
+        (vec!["watch", "jobs.batch", "-A"], false),
+        (vec!["update", "configmaps", "-n", ns], false),
+        (vec!["update", "deployments.apps", "-n", ns], false),
     ];
-    let mut wrong = Vec::new();
-    for (args, want) in checks {
-        let mut all = vec!["auth", "can-i", "--as", user.as_str()];
-        all.extend_from_slice(args);
-        let out = env.cluster.kubectl(&all);
-        let got = String::from_utf8_lossy(&out.stdout).trim() == "yes";
-        if got != want {
-            wrong.push(format!(
-                "can-i {}: {}",
-                args.join(" "),
-                if got { "yes" } else { "no" }
-            ));
+    const VERBS: [&str; 8] = [
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+    ];
+    for verb in VERBS {
+        webhook.push((vec![verb, "pods", "-A"], false));
+        webhook.push((vec![verb, "pods", "-n", ns], false));
+        if verb != "create" {
+            webhook.push((vec![verb, "secrets/other", "-n", ns], false));
+            webhook.push((vec![verb, "secrets/other", "-n", "default"], false));
         }
     }
-    ensure(wrong.is_empty(), || {
-        format!("ServiceAccount {user}: {wrong:?}")
-    })
+    for verb in ["list", "watch", "deletecollection"] {
+        webhook.push((vec![verb, "secrets", "-A"], false));
+        webhook.push((vec![verb, "secrets", "-n", ns], false));
+    }
+    webhook.push((vec!["create", "secrets", "-n", "default"], false));
+    let controller: Vec<(Vec<&str>, bool)> = vec![
+        (vec!["update", &lease, "-n", ns], true),
+        (vec!["patch", &lease, "-n", ns], false),
+        (vec!["create", "leases.coordination.k8s.io", "-n", ns], true),
+        (
+            vec!["update", "leases.coordination.k8s.io/other", "-n", ns],
+            false,
+        ),
+        (vec!["watch", "jobs.batch", "-A"], true),
+        (vec!["list", "pods", "-A"], true),
+        (vec!["list", "secrets", "-A"], true),
+        (vec!["update", &tls, "-n", ns], false),
+        (vec!["create", "secrets", "-n", ns], false),
+        (vec!["patch", &mwc], false),
+        (vec!["delete", "pods", "-n", "default"], false),
+        (vec!["delete", "jobs.batch", "-n", "default"], false),
+        (vec!["create", "pods", "-n", ns], false),
+        (vec!["update", "configmaps", "-n", ns], false),
+    ];
+    let mut wrong = Vec::new();
+    let controller_sa = format!("{fullname}-controller");
+    for (sa, checks) in [(fullname, webhook), (controller_sa.as_str(), controller)] {
+        let user = format!("system:serviceaccount:{ns}:{sa}");
+        for (args, want) in checks {
+            let mut all = vec!["auth", "can-i", "--as", user.as_str()];
+            all.extend_from_slice(&args);
+            let out = env.cluster.kubectl(&all);
+            let got = String::from_utf8_lossy(&out.stdout).trim() == "yes";
+            if got != want {
+                wrong.push(format!(
+                    "{sa}: can-i {}: {}",
+                    args.join(" "),
+                    if got { "yes" } else { "no" }
+                ));
+            }
+        }
+    }
+    ensure(wrong.is_empty(), || format!("ServiceAccounts: {wrong:?}"))
 }

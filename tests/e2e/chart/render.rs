@@ -9,7 +9,9 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::alerts::{self, BASE_ALERTS, alert_names};
-use super::deployment::{Tls, check_deployment, container_args, forbid_arg, require_args};
+use super::deployment::{
+    Tls, check_controller_deployment, check_deployment, container_args, forbid_arg, require_args,
+};
 use super::rbac::{Grant, check_rbac};
 use super::{
     EXISTING_SECRET, MONITORING_AND_NETPOL, NS, REL, all_webhooks, chart,
@@ -64,13 +66,34 @@ pub(super) fn lint_render_and_schema(env: &Env) -> Result<()> {
     alerts::alerts_use_exported_metrics(env)
 }
 
-/// The one Deployment, checked for `tls` and `api` with the defaults' two replicas and ConfigMap
-/// `hookguard-policy`; returned for further checks.
+/// The webhook's Deployment, checked for `tls` and `api` with the defaults' two replicas and
+/// ConfigMap `hookguard-policy`, and for carrying none of the controller's flags; returned for
+/// further checks.
 fn rendered_deployment<'a>(docs: &'a [Value], tls: Tls, api: bool) -> Result<&'a Value> {
-    let deploy = one(docs, "Deployment")?;
+    let deploy = named(docs, "Deployment", REL)?;
     check_deployment(deploy, 2, tls, "hookguard-policy", api)?;
+    let args = container_args(deploy);
+    for flag in [
+        "--inventory",
+        "--lease",
+        "--leader-election",
+        "--janitor",
+        "--orphan-detection",
+        "--metrics-release-label",
+    ] {
+        forbid_arg(&args, flag)?;
+    }
     Ok(deploy)
 }
+
+/// The controller's Deployment (checked) and its arguments.
+fn controller_args(docs: &[Value]) -> Result<Vec<String>> {
+    let deploy = named(docs, "Deployment", CONTROLLER)?;
+    check_controller_deployment(deploy, REL, 1)?;
+    Ok(container_args(deploy))
+}
+
+const CONTROLLER: &str = "hookguard-controller";
 
 fn helm_lint_is_clean(env: &Env, bin: &str) -> Result<()> {
     let out = run_ok(env, bin, &["lint", "--strict", chart()], None)?;
@@ -88,11 +111,11 @@ fn defaults(env: &Env, bin: &str) -> Result<()> {
         format!("{bin} default kinds {:?}", kinds(&docs))
     })?;
     default_webhooks(bin, &docs)?;
-    let args = container_args(rendered_deployment(&docs, SELF_MANAGED, true)?);
+    rendered_deployment(&docs, SELF_MANAGED, true)?;
+    let args = controller_args(&docs)?;
     require_args(
         &args,
         &[
-            "--inventory",
             "--inventory-discovery-interval=10m",
             "--lease-name=hookguard",
             "--lease-duration=15s",
@@ -118,11 +141,13 @@ fn defaults(env: &Env, bin: &str) -> Result<()> {
         || "PDB minAvailable".into(),
     )?;
     default_service(&docs)?;
-    // Other pods using the ServiceAccount do not get the token; hookguard's pod opts in.
-    ensure(
-        one(&docs, "ServiceAccount")?["automountServiceAccountToken"] == false,
-        || "ServiceAccount automounts its token".into(),
-    )?;
+    // Other pods using the ServiceAccounts do not get the token; hookguard's pods opt in.
+    for sa in [REL, CONTROLLER] {
+        ensure(
+            named(&docs, "ServiceAccount", sa)?["automountServiceAccountToken"] == false,
+            || format!("ServiceAccount {sa} automounts its token"),
+        )?;
+    }
     check_dashboard_configmap(named(&docs, "ConfigMap", "hookguard-dashboard")?, NS)?;
     default_policy(env, &docs)
 }
@@ -261,7 +286,7 @@ fn count_deletes_values(env: &Env) -> Result<()> {
 
 /// The Service exposes the webhook on 443 and the metrics on 8080, by port name.
 fn default_service(docs: &[Value]) -> Result<()> {
-    let svc = one(docs, "Service")?;
+    let svc = named(docs, "Service", REL)?;
     let ports: BTreeSet<(String, i64, String)> = svc["spec"]["ports"]
         .as_array()
         .into_iter()
@@ -401,7 +426,9 @@ fn cert_manager(env: &Env) -> Result<()> {
             || format!("{kind} has a caBundle the cainjector would fight with"),
         )?;
     }
-    rendered_deployment(&docs, Tls::Mounted("hookguard-tls"), true)?;
+    // The webhook does not call the API in this mode: no token, no RBAC of its own.
+    rendered_deployment(&docs, Tls::Mounted("hookguard-tls"), false)?;
+    controller_args(&docs)?;
     check_rbac(
         &docs,
         REL,
@@ -425,20 +452,22 @@ fn existing_secret(env: &Env) -> Result<()> {
             .all(|w| w["clientConfig"]["caBundle"] == "QUJD"),
         || "webhook.caBundle not used by every webhook".into(),
     )?;
-    rendered_deployment(&docs, Tls::Mounted("my-tls"), true)?;
+    rendered_deployment(&docs, Tls::Mounted("my-tls"), false)?;
     Ok(())
 }
 
-/// certManager without the inventory: nothing calls the API, so no RBAC and no token.
+/// certManager without the inventory: nothing calls the API, so no RBAC, no token and no
+/// controller.
 fn cert_manager_without_inventory(env: &Env) -> Result<()> {
     let docs = render_values(env, &["certs.mode=certManager", "inventory.enabled=false"])?;
-    let deploy = rendered_deployment(&docs, Tls::Mounted("hookguard-tls"), false)?;
+    rendered_deployment(&docs, Tls::Mounted("hookguard-tls"), false)?;
     check_rbac(&docs, REL, NS, &[])?;
-    let args = container_args(deploy);
-    for flag in ["--inventory", "--lease", "--leader-election", "--janitor"] {
-        forbid_arg(&args, flag)?;
-    }
-    Ok(())
+    ensure(
+        of_kind(&docs, "Deployment").len() == 1
+            && of_kind(&docs, "ServiceAccount").len() == 1
+            && named(&docs, "Service", CONTROLLER).is_err(),
+        || format!("no inventory, yet a controller: {:?}", kinds(&docs)),
+    )
 }
 
 /// Without leader election and orphan detection, with the janitor (dry run) and without the
@@ -456,18 +485,18 @@ fn every_switch_reaches_its_flag(env: &Env) -> Result<()> {
             "metrics.releaseLabel=false",
         ],
     )?;
-    let deploy = rendered_deployment(&docs, SELF_MANAGED, true)?;
+    let args = container_args(rendered_deployment(&docs, SELF_MANAGED, true)?);
+    require_args(&args, &["--metrics-namespace-label=false"])?;
     check_rbac(
         &docs,
         REL,
         NS,
         &[Grant::Certs, Grant::Inventory, Grant::Janitor],
     )?;
-    let args = container_args(deploy);
+    let args = controller_args(&docs)?;
     require_args(
         &args,
         &[
-            "--inventory",
             "--leader-election=false",
             "--orphan-detection=false",
             "--janitor",
@@ -497,7 +526,7 @@ fn janitor_with_leader_election(env: &Env) -> Result<()> {
             Grant::Janitor,
         ],
     )?;
-    let args = container_args(one(&docs, "Deployment")?);
+    let args = controller_args(&docs)?;
     require_args(&args, &["--janitor", "--lease-name=hookguard"])?;
     forbid_arg(&args, "--janitor-dry-run")
 }
@@ -571,9 +600,10 @@ fn one_replica(env: &Env) -> Result<()> {
     ensure(of_kind(&docs, "PodDisruptionBudget").is_empty(), || {
         "PDB rendered with one replica".into()
     })?;
-    ensure(one(&docs, "Deployment")?["spec"]["replicas"] == 1, || {
-        "replicas".into()
-    })
+    ensure(
+        named(&docs, "Deployment", REL)?["spec"]["replicas"] == 1,
+        || "replicas".into(),
+    )
 }
 
 /// Monitoring and NetworkPolicy: the ServiceMonitor scrapes the metrics port, the webhook port is
@@ -587,7 +617,33 @@ fn monitoring_and_network_policy(env: &Env) -> Result<()> {
             && sm["spec"]["endpoints"][0]["honorLabels"] == true,
         || format!("ServiceMonitor {}", sm["spec"]),
     )?;
-    let np = one(&docs, "NetworkPolicy")?;
+    // Both processes' Services are scraped under one job (the dashboard's and alerts' selector).
+    let job_label = sm["spec"]["jobLabel"].as_str().ok_or("no jobLabel")?;
+    for svc in [REL, CONTROLLER] {
+        let svc = named(&docs, "Service", svc)?;
+        let labels = &svc["metadata"]["labels"];
+        ensure(
+            labels[job_label] == REL
+                && sm["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .is_some_and(|m| m.iter().all(|(k, v)| &labels[k] == v))
+                && svc["spec"]["ports"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p["name"] == "metrics")),
+            || format!("ServiceMonitor does not scrape Service {}", svc["metadata"]),
+        )?;
+    }
+    // The controller accepts connections on its admin port only, from the monitoring namespaces.
+    let cnp = named(&docs, "NetworkPolicy", CONTROLLER)?;
+    ensure(
+        cnp["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            == "hookguard-controller"
+            && cnp["spec"]["ingress"].as_array().is_some_and(|i| {
+                i.len() == 1 && i[0]["ports"][0]["port"] == "metrics" && !i[0]["from"].is_null()
+            }),
+        || format!("controller NetworkPolicy {}", cnp["spec"]),
+    )?;
+    let np = named(&docs, "NetworkPolicy", REL)?;
     let ingress = np["spec"]["ingress"]
         .as_array()
         .cloned()
