@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{MONITORING_AND_NETPOL, dashboard_json, one, render_values};
 use crate::Env;
-use crate::cluster::{Result, ensure, exported_metric_names, out_text, prometheus_tool};
+use crate::cluster::{Result, Served, ensure, exported_metric_names, out_text, prometheus_tool};
 
 /// The alerts rendered whatever the features: the webhook, its certificate and its policy.
 pub(super) const BASE_ALERTS: [&str; 6] = [
@@ -60,17 +60,33 @@ fn hookguard_names(expr: &str) -> Vec<String> {
     out
 }
 
-/// Every alert uses only metrics the running hookguard exports (so none can silently never fire),
-/// and every metric that should be alerted on is.
+/// Every alert uses only metrics the running hookguard processes export (the suite's webhook
+/// and a controller started for this; so none can silently never fire), and every metric that
+/// should be alerted on is.
 pub(super) fn alerts_use_exported_metrics(env: &Env) -> Result<()> {
     let rules = alerts(&render_values(env, MONITORING_AND_NETPOL)?)?;
-    let exported = {
+    let webhook = {
         let hg = env.hookguard.lock().map_err(|e| e.to_string())?;
-        exported_metric_names(&hg.metrics())
+        hg.metrics()
     };
-    ensure(!exported.is_empty(), || {
-        "cannot read hookguard's /metrics".into()
-    })?;
+    let controller = Served::controller(
+        "hookguard-alerts-controller",
+        &env.cluster.work.join("alerts-controller"),
+        &[
+            format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
+            "--namespace=default".to_owned(),
+            "--leader-election=false".to_owned(),
+        ],
+        &[],
+    )?;
+    let controller_metrics = controller.metrics();
+    controller.stop();
+    ensure(
+        !webhook.is_empty() && !controller_metrics.is_empty(),
+        || "cannot read the webhook's or the controller's /metrics".into(),
+    )?;
+    let mut exported = exported_metric_names(&webhook);
+    exported.extend(exported_metric_names(&controller_metrics));
     let mut used = BTreeSet::new();
     let mut unknown = BTreeSet::new();
     for a in &rules {
@@ -83,7 +99,7 @@ pub(super) fn alerts_use_exported_metrics(env: &Env) -> Result<()> {
         }
     }
     ensure(unknown.is_empty(), || {
-        format!("alerts use metrics the running hookguard does not export: {unknown:?}")
+        format!("alerts use metrics neither running process exports: {unknown:?}")
     })?;
     for want in [
         "hookguard_admission_requests_total",

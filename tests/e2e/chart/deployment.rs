@@ -101,6 +101,14 @@ pub(super) fn check_controller_deployment(d: &Value, fullname: &str, replicas: i
         forbid_arg(&args, flag)?;
     }
     let c = &spec["containers"][0];
+    // Where the Lease is, and the identity it is held under.
+    check_downward_api(
+        c,
+        &[
+            ("POD_NAMESPACE", "metadata.namespace"),
+            ("POD_NAME", "metadata.name"),
+        ],
+    )?;
     ensure(
         spec["serviceAccountName"] == controller.as_str()
             && c["ports"]
@@ -216,20 +224,24 @@ fn check_certificate_args(args: &[String], volumes: &[Value], tls: Tls) -> Resul
     }
 }
 
-/// The container: downward API, probes, ports, resources and mounts.
-fn check_container(c: &Value, volumes: &[Value], policy_cm: &str) -> Result<()> {
-    for (var, field) in [
-        ("POD_NAMESPACE", "metadata.namespace"),
-        ("POD_NAME", "metadata.name"),
-    ] {
+/// `vars` (name, field) come from the downward API in container `c`.
+fn check_downward_api(c: &Value, vars: &[(&str, &str)]) -> Result<()> {
+    for (var, field) in vars {
         ensure(
             c["env"].as_array().is_some_and(|e| {
                 e.iter()
-                    .any(|v| v["name"] == var && v["valueFrom"]["fieldRef"]["fieldPath"] == field)
+                    .any(|v| v["name"] == *var && v["valueFrom"]["fieldRef"]["fieldPath"] == *field)
             }),
             || format!("no {var} from the downward API ({field})"),
         )?;
     }
+    Ok(())
+}
+
+/// The container: downward API (its namespace: exempt, and where its Secret is), probes, ports,
+/// resources and mounts.
+fn check_container(c: &Value, volumes: &[Value], policy_cm: &str) -> Result<()> {
+    check_downward_api(c, &[("POD_NAMESPACE", "metadata.namespace")])?;
     ensure(
         c["livenessProbe"]["httpGet"]["path"] == "/livez"
             && c["readinessProbe"]["httpGet"]["path"] == "/readyz"
