@@ -183,16 +183,7 @@ impl ManagedCerts {
         webhooks: &[(String, Vec<u8>)],
         bundle: &str,
     ) -> Result<(), ManagedCertError> {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(bundle.as_bytes());
-        let mut ops = Vec::new();
-        for (i, (webhook, ca)) in webhooks.iter().enumerate() {
-            if ca.as_slice() != bundle.as_bytes() {
-                // The test makes the patch fail instead of landing on another webhook if the
-                // list changed (e.g. a concurrent helm upgrade) since it was read.
-                ops.push(serde_json::json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": webhook}));
-                ops.push(serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}));
-            }
-        }
+        let ops = bundle_patch(webhooks, bundle);
         if ops.is_empty() {
             return Ok(());
         }
@@ -347,8 +338,21 @@ impl ManagedCerts {
         Ok((planned.material, planned.changes))
     }
 
+    /// The Secret's material if it can be served as it is ([`plan::servable`]).
+    async fn servable_secret(&self) -> Option<Material> {
+        let secret = self.secrets().get_opt(&self.secret).await.ok()??;
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        let material = Material::from_data(&data).ok()?;
+        plan::servable(&material, time::OffsetDateTime::now_utc()).then_some(material)
+    }
+
     /// Runs checks until the first one succeeds (retrying with backoff), so the webhook never
-    /// starts without a certificate. Returns `None` if `stop` is cancelled first.
+    /// starts without a certificate; or until the Secret holds one that can be served as it is. Returns `None` if `stop` is cancelled first.
     pub async fn first(&self, metrics: &CertMetrics, stop: &CancellationToken) -> Option<Material> {
         let mut delay = Duration::from_millis(500);
         loop {
@@ -359,6 +363,13 @@ impl ManagedCerts {
                 }
                 Err(e) => {
                     record(metrics, "failure");
+                    if let Some(material) = self.servable_secret().await {
+                        // E.g. the webhook configurations cannot be read: what an earlier check
+                        // published is most likely still trusted, and not serving would take
+                        // this replica out for nothing. The loop keeps checking.
+                        tracing::warn!(error = %e, "certificate check failed; serving the valid certificate in the Secret meanwhile");
+                        return Some(material);
+                    }
                     tracing::warn!(error = %e, retry_in = ?delay, "cannot set up the certificates yet");
                 }
             }
@@ -449,6 +460,31 @@ fn set_ca_expiry(material: &Material, metrics: &CertMetrics) {
     }
 }
 
+/// The JSONPatch that sets `bundle` on every webhook of `webhooks` (as read) lacking it. Each
+/// change is conditional on what was read, and so planned from: the webhook's name (the list
+/// may have changed, e.g. a concurrent helm upgrade) and its current caBundle (another replica
+/// may have published since). Either `test` failing fails the whole patch, and the next check
+/// starts from what is there then.
+fn bundle_patch(webhooks: &[(String, Vec<u8>)], bundle: &str) -> Vec<serde_json::Value> {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let encoded = b64(bundle.as_bytes());
+    let mut ops = Vec::new();
+    for (i, (webhook, ca)) in webhooks.iter().enumerate() {
+        if ca.as_slice() == bundle.as_bytes() {
+            continue;
+        }
+        let path = format!("/webhooks/{i}/clientConfig/caBundle");
+        ops.push(serde_json::json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": webhook}));
+        // An absent caBundle reads as empty; JSONPatch cannot test for absence, and there is
+        // no trust to lose then.
+        if !ca.is_empty() {
+            ops.push(serde_json::json!({"op": "test", "path": path, "value": b64(ca)}));
+        }
+        ops.push(serde_json::json!({"op": "add", "path": path, "value": encoded}));
+    }
+    ops
+}
+
 /// Puts the Secret's serving certificate into the TLS resolver and updates the expiry metrics.
 pub fn serve_material(
     material: &Material,
@@ -493,5 +529,32 @@ async fn notify_on_change<K>(
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bundle_patch;
+
+    #[test]
+    fn the_bundle_patch_is_conditional_on_what_was_read() {
+        let webhooks = vec![
+            ("mutate.hookguard.io".to_owned(), b"OLD".to_vec()),
+            ("validate.hookguard.io".to_owned(), b"NEW".to_vec()),
+            ("count-deletes.hookguard.io".to_owned(), Vec::new()),
+        ];
+        let ops = bundle_patch(&webhooks, "NEW");
+        let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        assert_eq!(
+            ops,
+            [
+                r#"{"op":"test","path":"/webhooks/0/name","value":"mutate.hookguard.io"}"#,
+                r#"{"op":"test","path":"/webhooks/0/clientConfig/caBundle","value":"T0xE"}"#,
+                r#"{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"TkVX"}"#,
+                r#"{"op":"test","path":"/webhooks/2/name","value":"count-deletes.hookguard.io"}"#,
+                r#"{"op":"add","path":"/webhooks/2/clientConfig/caBundle","value":"TkVX"}"#,
+            ]
+        );
+        assert!(bundle_patch(&webhooks[1..2], "NEW").is_empty());
     }
 }

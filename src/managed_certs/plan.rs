@@ -316,6 +316,44 @@ fn fresh(now: OffsetDateTime, settings: &Settings) -> Result<Material, CertError
     })
 }
 
+/// A new CA and serving certificate in place of a Secret that is missing, unusable or whose CA
+/// expired. The bundle keeps every certificate the webhook configurations trust now that has
+/// not expired: the replicas go on serving certificates those CAs signed until each has loaded
+/// the new one (after its own check has published the new bundle), so the API server must trust
+/// both meanwhile. Like a rotated CA, they leave the bundle when they expire.
+fn fresh_keeping_trust(
+    now: OffsetDateTime,
+    settings: &Settings,
+    published: Option<&[String]>,
+) -> Result<Material, CertError> {
+    let mut material = fresh(now, settings)?;
+    let ts = now.unix_timestamp();
+    for pem in published.into_iter().flatten().flat_map(|b| split_pem(b)) {
+        if facts(&pem).is_some_and(|f| f.not_after > ts)
+            && !material.bundle.iter().any(|b| same_cert(b, &pem))
+        {
+            material.bundle.push(pem);
+        }
+    }
+    Ok(material)
+}
+
+/// Whether the Secret's serving certificate can be served as it is at `now`: it parses, was
+/// issued by the Secret's CA, and neither has expired. Such a Secret is served even while the
+/// checks fail (e.g. the webhook configurations cannot be read), rather than not at all.
+pub fn servable(material: &Material, now: OffsetDateTime) -> bool {
+    let ts = now.unix_timestamp();
+    match (
+        facts(&material.serving.cert_pem),
+        facts(&material.ca.cert_pem),
+    ) {
+        (Some(leaf), Some(ca)) => {
+            leaf.issuer == ca.subject && leaf.not_after > ts && ca.not_after > ts
+        }
+        _ => false,
+    }
+}
+
 /// Why the serving certificate must be re-issued, if it must.
 fn serving_problem(material: &Material, now: i64, settings: &Settings) -> Option<String> {
     let Some(leaf) = facts(&material.serving.cert_pem) else {
@@ -367,14 +405,14 @@ pub fn plan_requested(
     let mut material = match current.map(Material::from_data) {
         None => {
             return Ok(Plan {
-                material: fresh(now, settings)?,
+                material: fresh_keeping_trust(now, settings, published)?,
                 changes: vec![Change::Created],
                 request_done: requested.is_some(),
             });
         }
         Some(Err(why)) => {
             return Ok(Plan {
-                material: fresh(now, settings)?,
+                material: fresh_keeping_trust(now, settings, published)?,
                 changes: vec![Change::Replaced(why)],
                 request_done: requested.is_some(),
             });
@@ -387,7 +425,7 @@ pub fn plan_requested(
     // nothing still trusts its certificates: start over.
     if facts(&material.ca.cert_pem).is_some_and(|ca| ca.not_after <= ts) {
         return Ok(Plan {
-            material: fresh(now, settings)?,
+            material: fresh_keeping_trust(now, settings, published)?,
             changes: vec![Change::Replaced("the CA expired".to_owned())],
             request_done: requested.is_some(),
         });
@@ -550,6 +588,80 @@ mod tests {
             p.changes,
             vec![Change::Replaced("key tls.key missing".to_owned())]
         );
+    }
+
+    #[test]
+    fn a_lost_secret_is_replaced_without_dropping_the_cas_the_api_server_trusts() {
+        // Served now, published in both webhook configurations: CA 1.
+        let old = plan(None, None, t0(), &settings()).unwrap().material;
+        let published = [old.bundle_pem(), old.bundle_pem()];
+        // An expired CA someone left in a bundle.
+        let expired = plan(None, None, t0() - Duration::hours(200), &settings())
+            .unwrap()
+            .material;
+        let with_expired = [format!("{}{}", old.bundle_pem(), expired.bundle_pem())];
+        let later = t0() + Duration::hours(1);
+        let mut broken = old.to_data();
+        broken.remove(TLS_KEY);
+        for (current, published) in [
+            (None, &published[..]),
+            (Some(&broken), &published[..]),
+            (None, &with_expired[..]),
+        ] {
+            let p = plan(current, Some(published), later, &settings()).unwrap();
+            let m = &p.material;
+            assert_ne!(m.ca, old.ca, "{:?}", p.changes);
+            assert!(issued_by(&m.serving, &m.ca));
+            // The new CA first, then the one the replicas still serve; never the expired one.
+            assert_eq!(m.bundle.len(), 2, "{:?}", p.changes);
+            assert!(same_cert(&m.bundle[0], &m.ca.cert_pem));
+            assert!(same_cert(&m.bundle[1], &old.ca.cert_pem));
+            // Written, it is stable: the old CA stays until it expires, then leaves.
+            let again = step(&m.to_data(), Some(&[m.bundle_pem()]), later);
+            assert!(again.changes.is_empty(), "{:?}", again.changes);
+            let past_old = step(
+                &m.to_data(),
+                Some(&[m.bundle_pem()]),
+                t0() + Duration::hours(101),
+            );
+            assert!(
+                !past_old
+                    .material
+                    .bundle
+                    .iter()
+                    .any(|b| same_cert(b, &old.ca.cert_pem))
+            );
+        }
+        // An expired CA in the Secret: the replacement keeps the other published CAs only.
+        let p = plan(
+            Some(&expired.to_data()),
+            Some(&with_expired),
+            later,
+            &settings(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.changes,
+            vec![Change::Replaced("the CA expired".to_owned())]
+        );
+        assert_eq!(p.material.bundle.len(), 2);
+    }
+
+    #[test]
+    fn a_valid_secret_is_servable_and_an_expired_or_foreign_one_is_not() {
+        let m = plan(None, None, t0(), &settings()).unwrap().material;
+        assert!(servable(&m, t0()));
+        assert!(servable(&m, t0() + Duration::hours(9)));
+        assert!(!servable(&m, t0() + Duration::hours(10)));
+        // CAs are named by their creation time: another one, a second later.
+        let other = plan(None, None, t0() + Duration::seconds(1), &settings())
+            .unwrap()
+            .material;
+        let foreign = Material {
+            serving: other.serving,
+            ..m
+        };
+        assert!(!servable(&foreign, t0()));
     }
 
     #[test]

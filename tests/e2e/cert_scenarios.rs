@@ -184,7 +184,37 @@ fn self_managed_rotation(env: &Env) -> Result<()> {
         let (mut tls_certs, mut cas, mut max_bundle) = (BTreeSet::new(), BTreeSet::new(), 0);
         let started = Instant::now();
         let mut created = 0;
+        let mut deleted_ca: Option<String> = None;
         while started.elapsed() < Duration::from_secs(50) {
+            // Half-way, the Secret is deleted (by hand, by a namespace clean-up script...): a
+            // new CA must be trusted before any replica serves from it, and the old one until
+            // every replica stopped serving from it. Every create goes on succeeding.
+            if deleted_ca.is_none() && started.elapsed() > Duration::from_secs(25) {
+                let old = secret_key(env, "ca.crt").ok_or("no CA in the Secret")?;
+                env.cluster.run_ok(
+                    "kubectl",
+                    &["delete", "secret", SECRET, "-n", NS, "--wait=true"],
+                    None,
+                )?;
+                // Once the new CA is published, the one the replicas were serving from must
+                // still be trusted next to it.
+                let new = wait_for("the Secret recreated", Duration::from_secs(10), || {
+                    secret_key(env, "ca.crt").filter(|ca| *ca != old)
+                })?;
+                wait_for("the new CA published", Duration::from_secs(10), || {
+                    published(env)
+                        .iter()
+                        .all(|p| p.contains(new.trim()))
+                        .then_some(())
+                })?;
+                let bundles = published(env);
+                ensure(bundles.iter().all(|p| p.contains(old.trim())), || {
+                    format!(
+                        "the CA still served left the published bundle when the Secret was recreated: {bundles:?}"
+                    )
+                })?;
+                deleted_ca = Some(old);
+            }
             create_hook(env, HOOKS_NS, &format!("hook-{created}")).map_err(|e| {
                 format!(
                     "at {:.1}s: {e}\n--- replica A:\n{}",
@@ -218,6 +248,11 @@ fn self_managed_rotation(env: &Env) -> Result<()> {
         ensure(cas.len() >= 2, || {
             format!("expected the CA to rotate, saw {} CA(s)", cas.len())
         })?;
+        let deleted_ca = deleted_ca.ok_or("the Secret was never deleted")?;
+        ensure(
+            secret_key(env, "ca.crt").is_some_and(|ca| ca != deleted_ca),
+            || "no new CA in the Secret recreated after its deletion".into(),
+        )?;
         ensure(max_bundle >= 2, || {
             "the bundle never held two CAs: CA rotation was not overlapped".to_owned()
         })?;
@@ -261,7 +296,7 @@ fn self_managed_rotation(env: &Env) -> Result<()> {
             },
         )?;
         eprintln!(
-            "e2e: {created} hooks admitted across {} serving certificates and {} CAs",
+            "e2e: {created} hooks admitted across {} serving certificates and {} CAs, the Secret deleted once",
             tls_certs.len(),
             cas.len()
         );
