@@ -262,7 +262,7 @@ impl ManagedCerts {
             .and_then(|a| a.get(plan::ROTATE_ANNOTATION));
         let requested = request.and_then(|v| plan::Requested::parse(v));
         if let (Some(value), None) = (request, requested) {
-            tracing::warn!(secret = %self.secret, %value, "ignoring {}: use serving or ca", plan::ROTATE_ANNOTATION);
+            tracing::warn!(secret = %self.secret, %value, "ignoring {}: use serving, ca or replace-ca", plan::ROTATE_ANNOTATION);
         }
         let planned = plan::plan_requested(
             data.as_ref(),

@@ -28,8 +28,9 @@ pub const CA_BUNDLE: &str = "ca-bundle.crt";
 pub const NEXT_CA_CERT: &str = "ca-next.crt";
 pub const NEXT_CA_KEY: &str = "ca-next.key";
 
-/// Annotation on the Secret that asks for a rotation now: `serving` or `ca`. hookguard removes it
-/// once the rotation is under way (a CA rotation then completes as a scheduled one does).
+/// Annotation on the Secret that asks for a rotation now: `serving`, `ca` or `replace-ca`.
+/// hookguard removes it once the rotation is under way (a CA rotation then completes as a
+/// scheduled one does).
 pub const ROTATE_ANNOTATION: &str = "hookguard.io/rotate";
 
 /// A rotation asked for through [`ROTATE_ANNOTATION`].
@@ -37,6 +38,9 @@ pub const ROTATE_ANNOTATION: &str = "hookguard.io/rotate";
 pub enum Requested {
     Serving,
     Ca,
+    /// A new CA that replaces every CA in the bundle at once, without overlap (the old key was
+    /// exposed): admissions may fail until every replica serves from the new CA.
+    ReplaceCa,
 }
 
 impl Requested {
@@ -44,6 +48,7 @@ impl Requested {
         match value.trim() {
             "serving" => Some(Requested::Serving),
             "ca" => Some(Requested::Ca),
+            "replace-ca" => Some(Requested::ReplaceCa),
             _ => None,
         }
     }
@@ -417,6 +422,15 @@ pub fn plan_requested(
                 request_done: requested.is_some(),
             });
         }
+        Some(Ok(_)) if requested == Some(Requested::ReplaceCa) => {
+            return Ok(Plan {
+                material: fresh(now, settings)?,
+                changes: vec![Change::Replaced(
+                    "replace-ca requested: the old CAs are no longer trusted".to_owned(),
+                )],
+                request_done: true,
+            });
+        }
         Some(Ok(m)) => m,
     };
     let mut changes = Vec::new();
@@ -504,6 +518,8 @@ pub fn plan_requested(
     let request_done = match requested {
         None => false,
         Some(Requested::Ca) => material.next_ca.is_some() || changes.contains(&Change::CaPromoted),
+        // Handled above; a Secret that had to be replaced anyway was replaced without overlap.
+        Some(Requested::ReplaceCa) => true,
         Some(Requested::Serving) => changes
             .iter()
             .any(|c| matches!(c, Change::ServingRenewed(_) | Change::CaPromoted)),
@@ -801,6 +817,24 @@ mod tests {
         assert_eq!(promoted.changes, vec![Change::CaPromoted]);
         assert_eq!(Requested::parse(" ca "), Some(Requested::Ca));
         assert_eq!(Requested::parse("everything"), None);
+        // replace-ca: a new CA alone in the bundle, the old one distrusted at once.
+        assert_eq!(Requested::parse("replace-ca"), Some(Requested::ReplaceCa));
+        let replaced = plan_requested(
+            Some(&m.to_data()),
+            Some(&published),
+            at,
+            &settings(),
+            Some(Requested::ReplaceCa),
+        )
+        .unwrap();
+        assert!(replaced.request_done);
+        assert!(matches!(replaced.changes.as_slice(), [Change::Replaced(_)]));
+        assert_ne!(replaced.material.ca, m.ca);
+        assert_eq!(replaced.material.bundle.len(), 1);
+        assert!(same_cert(
+            &replaced.material.bundle[0],
+            &replaced.material.ca.cert_pem
+        ));
     }
 
     #[test]
