@@ -148,35 +148,15 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(opts) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(async {
-                let shutdown = tokio_util::sync::CancellationToken::new();
-                hookguard::admin::cancel_on_signal(shutdown.clone())
-                    .context("installing the signal handlers")?;
-                serve(*opts, shutdown).await.map_err(anyhow::Error::from)
-            })?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Controller(opts) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(async {
-                let shutdown = tokio_util::sync::CancellationToken::new();
-                hookguard::admin::cancel_on_signal(shutdown.clone())
-                    .context("installing the signal handlers")?;
-                hookguard::controller::run(*opts, shutdown)
-                    .await
-                    .map_err(anyhow::Error::from)
-            })?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve(opts) => until_signal(None, |shutdown| async move {
+            serve(*opts, shutdown).await.map_err(anyhow::Error::from)
+        }),
+        // The controller's work is a few watches: two workers, however many cores the node has.
+        Command::Controller(opts) => until_signal(Some(2), |shutdown| async move {
+            hookguard::controller::run(*opts, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }),
         Command::Lint {
             files,
             config,
@@ -251,6 +231,30 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs a long-lived command on a multi-threaded runtime (`workers`: its size, default one per
+/// core) with a shutdown token that the first SIGTERM or SIGINT cancels.
+fn until_signal<F, Fut>(workers: Option<usize>, command: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    let runtime = builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        hookguard::admin::cancel_on_signal(shutdown.clone())
+            .context("installing the signal handlers")?;
+        command(shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn lint(

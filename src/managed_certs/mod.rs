@@ -247,13 +247,7 @@ impl ManagedCerts {
             .get_opt(&self.secret)
             .await
             .map_err(self.secret_err())?;
-        let data: Option<BTreeMap<String, Vec<u8>>> = current.as_ref().map(|s| {
-            s.data
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.0.clone()))
-                .collect()
-        });
+        let data = current.as_ref().map(secret_data);
         let configs = self.read_configs().await?;
         let published = configs.as_ref().and_then(Configs::published);
         let request = current
@@ -341,13 +335,7 @@ impl ManagedCerts {
     /// The Secret's material if it can be served as it is ([`plan::servable`]).
     async fn servable_secret(&self) -> Option<Material> {
         let secret = self.secrets().get_opt(&self.secret).await.ok()??;
-        let data: BTreeMap<String, Vec<u8>> = secret
-            .data
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.0.clone()))
-            .collect();
-        let material = Material::from_data(&data).ok()?;
+        let material = Material::from_data(&secret_data(&secret)).ok()?;
         plan::servable(&material, time::OffsetDateTime::now_utc()).then_some(material)
     }
 
@@ -448,6 +436,12 @@ impl ManagedCerts {
             w.abort();
         }
     }
+}
+
+/// A Secret's data, decoded.
+fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let data = secret.data.iter().flatten();
+    data.map(|(k, v)| (k.clone(), v.0.clone())).collect()
 }
 
 fn record(metrics: &CertMetrics, result: &'static str) {

@@ -407,43 +407,36 @@ pub fn plan_requested(
     settings: &Settings,
     requested: Option<Requested>,
 ) -> Result<Plan, CertError> {
+    // A Secret that cannot be kept is replaced; trust in the published CAs is kept too, unless
+    // the request is precisely to drop it.
+    let replacement = |change: Change| -> Result<Plan, CertError> {
+        let material = match requested {
+            Some(Requested::ReplaceCa) => fresh(now, settings)?,
+            _ => fresh_keeping_trust(now, settings, published)?,
+        };
+        Ok(Plan {
+            material,
+            changes: vec![change],
+            request_done: requested.is_some(),
+        })
+    };
     let mut material = match current.map(Material::from_data) {
-        None => {
-            return Ok(Plan {
-                material: fresh_keeping_trust(now, settings, published)?,
-                changes: vec![Change::Created],
-                request_done: requested.is_some(),
-            });
-        }
-        Some(Err(why)) => {
-            return Ok(Plan {
-                material: fresh_keeping_trust(now, settings, published)?,
-                changes: vec![Change::Replaced(why)],
-                request_done: requested.is_some(),
-            });
-        }
+        None => return replacement(Change::Created),
+        Some(Err(why)) => return replacement(Change::Replaced(why)),
         Some(Ok(_)) if requested == Some(Requested::ReplaceCa) => {
-            return Ok(Plan {
-                material: fresh(now, settings)?,
-                changes: vec![Change::Replaced(
-                    "replace-ca requested: the old CAs are no longer trusted".to_owned(),
-                )],
-                request_done: true,
-            });
+            return replacement(Change::Replaced(
+                "replace-ca requested: the old CAs are no longer trusted".to_owned(),
+            ));
         }
         Some(Ok(m)) => m,
     };
-    let mut changes = Vec::new();
     let ts = now.unix_timestamp();
     // A CA that already expired (hookguard was down past its end) can sign nothing valid, and
     // nothing still trusts its certificates: start over.
     if facts(&material.ca.cert_pem).is_some_and(|ca| ca.not_after <= ts) {
-        return Ok(Plan {
-            material: fresh_keeping_trust(now, settings, published)?,
-            changes: vec![Change::Replaced("the CA expired".to_owned())],
-            request_done: requested.is_some(),
-        });
+        return replacement(Change::Replaced("the CA expired".to_owned()));
     }
+    let mut changes = Vec::new();
 
     // The bundle always holds the current CA and a staged one.
     let original_bundle = material.bundle.clone();
@@ -518,7 +511,7 @@ pub fn plan_requested(
     let request_done = match requested {
         None => false,
         Some(Requested::Ca) => material.next_ca.is_some() || changes.contains(&Change::CaPromoted),
-        // Handled above; a Secret that had to be replaced anyway was replaced without overlap.
+        // Always handled by `replacement` above.
         Some(Requested::ReplaceCa) => true,
         Some(Requested::Serving) => changes
             .iter()
@@ -831,6 +824,19 @@ mod tests {
         assert!(matches!(replaced.changes.as_slice(), [Change::Replaced(_)]));
         assert_ne!(replaced.material.ca, m.ca);
         assert_eq!(replaced.material.bundle.len(), 1);
+        // Also when the Secret had to be replaced anyway (a key missing).
+        let mut broken = m.to_data();
+        broken.remove(TLS_KEY);
+        let replaced_broken = plan_requested(
+            Some(&broken),
+            Some(&published),
+            at,
+            &settings(),
+            Some(Requested::ReplaceCa),
+        )
+        .unwrap();
+        assert!(replaced_broken.request_done);
+        assert_eq!(replaced_broken.material.bundle.len(), 1);
         assert!(same_cert(
             &replaced.material.bundle[0],
             &replaced.material.ca.cert_pem
