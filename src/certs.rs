@@ -163,12 +163,7 @@ pub fn generate_serving(
 
 /// The notAfter of the first certificate in a PEM bundle, as a Unix timestamp.
 pub fn not_after(pem: &str) -> Option<i64> {
-    use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
-        .next()?
-        .ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    Some(cert.validity().not_after.timestamp())
+    crate::x509::facts(pem).map(|f| f.not_after)
 }
 
 /// Writes `contents` to `path` atomically (temp file + rename), with mode 0600 for keys.

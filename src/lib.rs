@@ -20,3 +20,4 @@ pub mod policy;
 pub mod process_metrics;
 pub mod serve;
 pub mod server;
+pub mod x509;

@@ -9,6 +9,7 @@
 //! A check runs every interval and whenever the Secret or a webhook configuration changes.
 
 pub mod plan;
+pub mod secret;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::CertMetrics;
 use crate::server::tls::{self, ReloadingResolver};
-pub use plan::{Change, Material, Settings, SettingsError};
+pub use plan::{Change, Settings, SettingsError};
+pub use secret::Material;
 
 const FIELD_MANAGER: &str = "hookguard";
 
@@ -501,8 +503,8 @@ pub fn load(material: &Material) -> Result<tls::LoadedCert, tls::TlsError> {
     tls::parse_cert(
         material.serving.cert_pem.as_bytes(),
         material.serving.key_pem.as_bytes(),
-        &path.join(plan::TLS_CERT),
-        &path.join(plan::TLS_KEY),
+        &path.join(secret::TLS_CERT),
+        &path.join(secret::TLS_KEY),
     )
 }
 

@@ -10,23 +10,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
-use x509_parser::extensions::GeneralName;
 
+use super::secret::Material;
 use crate::certs::{Ca, CertError, Serving, generate_ca_valid, generate_serving};
-
-/// Keys of the Secret.
-pub const CA_CERT: &str = "ca.crt";
-pub const CA_KEY: &str = "ca.key";
-pub const TLS_CERT: &str = "tls.crt";
-pub const TLS_KEY: &str = "tls.key";
-/// Every CA the webhook configurations must trust (current first), PEM.
-pub const CA_BUNDLE: &str = "ca-bundle.crt";
-/// A staged CA, waiting to be published before it signs anything.
-pub const NEXT_CA_CERT: &str = "ca-next.crt";
-pub const NEXT_CA_KEY: &str = "ca-next.key";
+use crate::x509::{facts, same_cert, split_pem};
 
 /// Annotation on the Secret that asks for a rotation now: `serving`, `ca` or `replace-ca`.
 /// hookguard removes it once the rotation is under way (a CA rotation then completes as a
@@ -99,16 +87,6 @@ impl Settings {
     }
 }
 
-/// What the Secret holds, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Material {
-    pub ca: Ca,
-    pub serving: Serving,
-    /// PEM of each trusted CA, current first, then a staged one, then older ones.
-    pub bundle: Vec<String>,
-    pub next_ca: Option<Ca>,
-}
-
 /// Why the Secret is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -145,154 +123,6 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// A requested rotation is under way: the request can be removed.
     pub request_done: bool,
-}
-
-impl Material {
-    /// Reads the Secret's data; `Err` says what is wrong with it.
-    pub fn from_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Material, String> {
-        let text = |key: &str| -> Result<String, String> {
-            let bytes = data.get(key).ok_or_else(|| format!("key {key} missing"))?;
-            String::from_utf8(bytes.clone()).map_err(|_| format!("key {key} is not PEM text"))
-        };
-        let ca = Ca {
-            cert_pem: text(CA_CERT)?,
-            key_pem: text(CA_KEY)?,
-        };
-        let serving = Serving {
-            cert_pem: text(TLS_CERT)?,
-            key_pem: text(TLS_KEY)?,
-        };
-        for (key, pem) in [(CA_CERT, &ca.cert_pem), (TLS_CERT, &serving.cert_pem)] {
-            if facts(pem).is_none() {
-                return Err(format!("key {key} holds no readable certificate"));
-            }
-        }
-        let next_ca = match (
-            data.contains_key(NEXT_CA_CERT),
-            data.contains_key(NEXT_CA_KEY),
-        ) {
-            (true, true) => Some(Ca {
-                cert_pem: text(NEXT_CA_CERT)?,
-                key_pem: text(NEXT_CA_KEY)?,
-            }),
-            _ => None,
-        };
-        let bundle = match data.get(CA_BUNDLE) {
-            Some(_) => split_pem(&text(CA_BUNDLE)?),
-            None => Vec::new(),
-        };
-        Ok(Material {
-            ca,
-            serving,
-            bundle,
-            next_ca,
-        })
-    }
-
-    /// The Secret's data.
-    pub fn to_data(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut data = BTreeMap::new();
-        data.insert(CA_CERT.to_owned(), self.ca.cert_pem.clone().into_bytes());
-        data.insert(CA_KEY.to_owned(), self.ca.key_pem.clone().into_bytes());
-        data.insert(
-            TLS_CERT.to_owned(),
-            self.serving.cert_pem.clone().into_bytes(),
-        );
-        data.insert(
-            TLS_KEY.to_owned(),
-            self.serving.key_pem.clone().into_bytes(),
-        );
-        data.insert(CA_BUNDLE.to_owned(), self.bundle_pem().into_bytes());
-        if let Some(next) = &self.next_ca {
-            data.insert(NEXT_CA_CERT.to_owned(), next.cert_pem.clone().into_bytes());
-            data.insert(NEXT_CA_KEY.to_owned(), next.key_pem.clone().into_bytes());
-        }
-        data
-    }
-
-    /// The caBundle the webhook configurations must carry.
-    pub fn bundle_pem(&self) -> String {
-        self.bundle.concat()
-    }
-
-    /// Earliest notAfter among the CAs in the bundle (Unix seconds).
-    pub fn earliest_ca_expiry(&self) -> Option<i64> {
-        self.bundle
-            .iter()
-            .filter_map(|pem| facts(pem).map(|f| f.not_after))
-            .min()
-    }
-}
-
-/// The facts of a certificate the plan reads.
-struct Facts {
-    not_after: i64,
-    subject: Vec<u8>,
-    issuer: Vec<u8>,
-    dns: BTreeSet<String>,
-    ips: BTreeSet<IpAddr>,
-}
-
-fn first_der(pem: &str) -> Option<CertificateDer<'static>> {
-    CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok()
-}
-
-fn facts(pem: &str) -> Option<Facts> {
-    let der = first_der(pem)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    let mut dns = BTreeSet::new();
-    let mut ips = BTreeSet::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => {
-                    dns.insert((*d).to_owned());
-                }
-                GeneralName::IPAddress(bytes) => {
-                    if let Ok(octets) = <[u8; 4]>::try_from(*bytes) {
-                        ips.insert(IpAddr::from(octets));
-                    } else if let Ok(octets) = <[u8; 16]>::try_from(*bytes) {
-                        ips.insert(IpAddr::from(octets));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    Some(Facts {
-        not_after: cert.validity().not_after.timestamp(),
-        subject: cert.subject().as_raw().to_vec(),
-        issuer: cert.issuer().as_raw().to_vec(),
-        dns,
-        ips,
-    })
-}
-
-/// Splits a PEM bundle into one PEM text per certificate (normalized, so comparisons are exact).
-pub fn split_pem(bundle: &str) -> Vec<String> {
-    CertificateDer::pem_slice_iter(bundle.as_bytes())
-        .filter_map(Result::ok)
-        .map(|der| der_to_pem(&der))
-        .collect()
-}
-
-fn der_to_pem(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
-}
-
-fn same_cert(a: &str, b: &str) -> bool {
-    match (first_der(a), first_der(b)) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
-    }
 }
 
 fn new_ca(now: OffsetDateTime, settings: &Settings) -> Result<Ca, CertError> {
@@ -527,6 +357,7 @@ pub fn plan_requested(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::managed_certs::secret::*;
 
     fn settings() -> Settings {
         Settings {

@@ -85,9 +85,7 @@ pub fn parse_cert(
         key: key_path.to_owned(),
         message: e.to_string(),
     })?;
-    let not_after = x509_parser::parse_x509_certificate(&certified.cert[0])
-        .ok()
-        .map(|(_, c)| c.validity().not_after.timestamp());
+    let not_after = crate::x509::facts_der(&certified.cert[0]).map(|f| f.not_after);
     Ok(LoadedCert {
         key: Arc::new(certified),
         not_after,
