@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Captures the AdmissionReview requests a real kube-apiserver (v1.36, the version pinned in
-# tests/e2e/tools/versions.env) sends a mutating webhook for Helm hook objects, and stores them in
+# tests/e2e/tools/versions.env) sends an admission webhook for Helm hook objects, and stores them in
 # tests/fixtures/captured/ (read by tests/captured_fixtures.rs).
 #
 # MAINTAINER TOOL: it is not part of `make test` (nor of `make e2e`); run it by hand when the
@@ -14,14 +14,17 @@
 #     certificates made with openssl for this run only;
 #   * starts scripts/capture-webhook.py (HTTPS, a certificate for IP:127.0.0.1), which allows
 #     every request and writes it to a file named <kind>-<namespace>-<name>-<operation>.json;
-#   * registers it with the MutatingWebhookConfiguration the hookguard chart renders
-#     (charts/hookguard, templates/webhooks.yaml: rules */*/* CREATE/UPDATE/DELETE, the
-#     matchConditions that select objects with a helm.sh/hook annotation), with webhook.url and
-#     webhook.caBundle set and failurePolicy Ignore; the ValidatingWebhookConfiguration is not
-#     registered;
+#   * registers it with the webhook configurations the hookguard chart renders
+#     (charts/hookguard, templates/webhooks.yaml, with webhook.url and webhook.caBundle set):
+#     mutate.hookguard.io (CREATE/UPDATE, failurePolicy set to Ignore) and
+#     count-deletes.hookguard.io (DELETE, always Ignore), both with the matchConditions that
+#     select objects with a helm.sh/hook annotation; validate.hookguard.io is left out (it would
+#     see every CREATE and UPDATE a second time);
 #   * creates, updates and deletes hook objects with `kubectl apply` (client-side apply, field
 #     manager kubectl-client-side-apply), `kubectl apply --dry-run=server`, `kubectl delete`,
-#     and installs small charts with Helm 3 (`helm`) and Helm 4 (`helm4`);
+#     and installs small charts with Helm 3 (`helm`) and Helm 4 (`helm4`). The manifests are in
+#     scripts/capture-fixtures/ (objects/*.yaml, chart/hooks/; its README.md maps them to the
+#     captures), except the shop-db-migrate Job, whose variants migrate_job below writes;
 #   * copies the captures into tests/fixtures/captured/ and stops everything (also on error).
 #
 # Usage: scripts/capture-fixtures.sh [BIN_DIR]
@@ -38,6 +41,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 tools=$repo/tests/e2e/tools
 out_dir=${CAPTURE_OUT:-$repo/tests/fixtures/captured}
+fixtures=$here/capture-fixtures
+objects=$fixtures/objects
 
 BIN=${1:-}
 if [[ -z "$BIN" ]]; then
@@ -129,23 +134,32 @@ hook_healthy() { python3 - "$hook_port" "$pki/ca.crt" <<-'EOF'; }
 EOF
 wait_for "capture webhook" 30 hook_healthy
 
-# The MutatingWebhookConfiguration exactly as the hookguard chart renders it (the first document
-# of templates/webhooks.yaml), pointing at the capture webhook.
+# The webhook configurations exactly as the hookguard chart renders them
+# (templates/webhooks.yaml), pointing at the capture webhook.
 ca_bundle=$(base64 -w0 <"$pki/ca.crt")
 "$BIN/helm" template hookguard "$repo/charts/hookguard" --namespace hookguard-system \
 	--show-only templates/webhooks.yaml \
 	--set "webhook.url=https://127.0.0.1:$hook_port" \
 	--set "webhook.caBundle=$ca_bundle" \
 	--set webhook.mutating.failurePolicy=Ignore >"$work/webhooks.yaml"
-python3 - "$work/webhooks.yaml" >"$work/mutating.yaml" <<-'EOF'
+# Of the ValidatingWebhookConfiguration only count-deletes.hookguard.io (DELETE only, always
+# Ignore) is kept: validate.hookguard.io would record every CREATE and UPDATE a second time.
+python3 - "$work/webhooks.yaml" >"$work/capture-webhooks.yaml" <<-'EOF'
 	import re, sys
 	docs = re.split(r"(?m)^---\s*$", open(sys.argv[1]).read())
-	mutating = [d for d in docs if re.search(r"(?m)^kind: MutatingWebhookConfiguration\s*$", d)]
-	assert len(mutating) == 1, f"expected one MutatingWebhookConfiguration, found {len(mutating)}"
-	sys.stdout.write(mutating[0].strip() + "\n")
+	def only(kind):
+	    found = [d.strip() for d in docs if re.search(rf"(?m)^kind: {kind}\s*$", d)]
+	    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+	    return found[0]
+	mutating = only("MutatingWebhookConfiguration")
+	head, *hooks = re.split(r"(?m)^(?=  - name: )", only("ValidatingWebhookConfiguration"))
+	deletes = [h for h in hooks if h.startswith("  - name: count-deletes.hookguard.io\n")]
+	assert len(deletes) == 1, "expected the count-deletes.hookguard.io webhook"
+	sys.stdout.write(mutating + "\n---\n" + head + deletes[0].rstrip() + "\n")
 EOF
-grep -q 'failurePolicy: Ignore' "$work/mutating.yaml" || fail "rendered webhook is not failurePolicy Ignore"
-kubectl apply -f "$work/mutating.yaml" >/dev/null
+[[ $(grep -c 'failurePolicy: Ignore' "$work/capture-webhooks.yaml") == 2 ]] ||
+	fail "rendered capture webhooks are not all failurePolicy Ignore"
+kubectl apply -f "$work/capture-webhooks.yaml" >/dev/null
 # Webhook configurations take effect asynchronously: probe with a throwaway hook ConfigMap until
 # a request for it arrives (server-side dry-run: nothing is stored).
 probe() {
@@ -162,7 +176,7 @@ probe() {
 }
 wait_for "webhook registration" 60 probe
 rm -f "$raw"/configmap-shop-capture-probe-*
-log "capture webhook registered on https://127.0.0.1:$hook_port/mutate"
+log "capture webhook registered on https://127.0.0.1:$hook_port/mutate and /validate (DELETE)"
 
 # --- helpers -----------------------------------------------------------------------------------
 # expect FILE: fail unless the webhook wrote $raw/FILE.
@@ -242,88 +256,17 @@ kubectl -n shop delete job shop-db-migrate --wait=true --timeout=60s >/dev/null
 expect job-shop-shop-db-migrate-delete.json
 
 # --- 2. a test Pod without restartPolicy (helm create's test-connection, no restartPolicy) -------
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: v1
-kind: Pod
-metadata:
-  name: shop-test-connection
-  namespace: shop
-  labels:
-    helm.sh/chart: shop-1.4.0
-    app.kubernetes.io/name: shop
-    app.kubernetes.io/instance: shop
-    app.kubernetes.io/version: "2.3.1"
-    app.kubernetes.io/managed-by: Helm
-  annotations:
-    "helm.sh/hook": test
-spec:
-  containers:
-    - name: wget
-      image: busybox
-      command: ['wget']
-      args: ['shop:80']
-EOF
+kubectl apply -f "$objects/pod-shop-shop-test-connection.yaml" >/dev/null
 expect pod-shop-shop-test-connection-create.json
 
 # --- 3. a post-install notification Job with curlimages/curl:latest ------------------------------
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: shop-notify
-  namespace: shop
-  labels:
-    app.kubernetes.io/instance: shop
-    app.kubernetes.io/name: shop
-    app.kubernetes.io/managed-by: Helm
-    helm.sh/chart: shop-1.4.0
-  annotations:
-    helm.sh/hook: post-install,post-upgrade
-    helm.sh/hook-delete-policy: hook-succeeded
-spec:
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: notify
-          image: curlimages/curl:latest
-          command: ["curl", "-fsS", "http://notifier/hooks"]
-EOF
+kubectl apply -f "$objects/job-shop-shop-notify.yaml" >/dev/null
 expect job-shop-shop-notify-create.json
 
 # --- 4. a hook ConfigMap without labels, a hook Secret -----------------------------------------
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: shop-migrate-sql
-  namespace: shop
-  annotations:
-    helm.sh/hook: pre-install,pre-upgrade
-    helm.sh/hook-weight: "-10"
-data:
-  001_init.sql: |
-    CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY);
-EOF
+kubectl apply -f "$objects/configmap-shop-shop-migrate-sql.yaml" >/dev/null
 expect configmap-shop-shop-migrate-sql-create.json
-# data: base64 of "postgres://shop:not-a-secret@shop-db:5432/shop"
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: v1
-kind: Secret
-metadata:
-  name: shop-db
-  namespace: shop
-  labels:
-    app.kubernetes.io/instance: shop
-    app.kubernetes.io/managed-by: Helm
-  annotations:
-    helm.sh/hook: pre-install,pre-upgrade
-    helm.sh/hook-weight: "-10"
-    helm.sh/hook-delete-policy: before-hook-creation
-type: Opaque
-data:
-  url: cG9zdGdyZXM6Ly9zaG9wOm5vdC1hLXNlY3JldEBzaG9wLWRiOjU0MzIvc2hvcA==
-EOF
+kubectl apply -f "$objects/secret-shop-shop-db.yaml" >/dev/null
 expect secret-shop-shop-db-create.json
 
 # --- 5. hook Jobs of popular charts, as their templates render with default values --------------
@@ -331,476 +274,41 @@ expect secret-shop-shop-db-create.json
 # and pre-delete-scale-to-zero.yaml with the defaults the chart README documents for
 # crds.migration.* and webhooksCleanup.* (image bitnami/kubectl:1.32.3, resources,
 # securityContext); chart version/appVersion in names and labels: 3.5.2 / v1.15.2.
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: kyverno-migrate-resources
-  namespace: kyverno
-  labels:
-    app.kubernetes.io/component: hooks
-    app.kubernetes.io/instance: kyverno
-    app.kubernetes.io/managed-by: Helm
-    app.kubernetes.io/name: hooks
-    app.kubernetes.io/part-of: kyverno
-    app.kubernetes.io/version: 3.5.2
-    helm.sh/chart: kyverno-3.5.2
-  annotations:
-    helm.sh/hook: post-upgrade
-    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded,hook-failed
-    helm.sh/hook-weight: "200"
-spec:
-  backoffLimit: 2
-  template:
-    spec:
-      serviceAccountName: kyverno-migrate-resources
-      restartPolicy: Never
-      containers:
-        - name: kyverno-cli
-          image: "reg.kyverno.io/kyverno/kyverno-cli:v1.15.2"
-          imagePullPolicy: IfNotPresent
-          args:
-            - migrate
-            - --resource
-            - cleanuppolicies.kyverno.io
-            - --resource
-            - clustercleanuppolicies.kyverno.io
-            - --resource
-            - clusterpolicies.kyverno.io
-            - --resource
-            - globalcontextentries.kyverno.io
-            - --resource
-            - policies.kyverno.io
-            - --resource
-            - policyexceptions.kyverno.io
-            - --resource
-            - updaterequests.kyverno.io
-          resources:
-            limits:
-              cpu: 100m
-              memory: 256Mi
-            requests:
-              cpu: 10m
-              memory: 64Mi
-          securityContext:
-            allowPrivilegeEscalation: false
-            capabilities:
-              drop:
-              - ALL
-            privileged: false
-            readOnlyRootFilesystem: true
-            runAsGroup: 65534
-            runAsNonRoot: true
-            runAsUser: 65534
-            seccompProfile:
-              type: RuntimeDefault
-EOF
+kubectl apply -f "$objects/job-kyverno-kyverno-migrate-resources.yaml" >/dev/null
 expect job-kyverno-kyverno-migrate-resources-create.json
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: kyverno-scale-to-zero
-  namespace: kyverno
-  labels:
-    app.kubernetes.io/component: hooks
-    app.kubernetes.io/instance: kyverno
-    app.kubernetes.io/managed-by: Helm
-    app.kubernetes.io/name: hooks
-    app.kubernetes.io/part-of: kyverno
-    app.kubernetes.io/version: 3.5.2
-    helm.sh/chart: kyverno-3.5.2
-  annotations:
-    helm.sh/hook: pre-delete
-    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded,hook-failed
-    helm.sh/hook-weight: "100"
-spec:
-  backoffLimit: 2
-  template:
-    spec:
-      serviceAccountName: kyverno-admission-controller
-      automountServiceAccountToken: true
-      restartPolicy: Never
-      containers:
-        - name: kubectl
-          image: "bitnami/kubectl:1.32.3"
-          imagePullPolicy: 
-          command:
-            - /bin/bash
-            - '-c'
-            - |-
-              set -euo pipefail
-              kubectl scale -n kyverno deployment -l app.kubernetes.io/part-of=kyverno --replicas=0
-              sleep 30
-              kubectl delete validatingwebhookconfiguration -l webhook.kyverno.io/managed-by=kyverno
-              kubectl delete mutatingwebhookconfiguration -l webhook.kyverno.io/managed-by=kyverno
-          resources:
-            limits:
-              cpu: 100m
-              memory: 256Mi
-            requests:
-              cpu: 10m
-              memory: 64Mi
-          securityContext:
-            allowPrivilegeEscalation: false
-            capabilities:
-              drop:
-              - ALL
-            privileged: false
-            readOnlyRootFilesystem: true
-            runAsGroup: 65534
-            runAsNonRoot: true
-            runAsUser: 65534
-            seccompProfile:
-              type: RuntimeDefault
-EOF
+kubectl apply -f "$objects/job-kyverno-kyverno-scale-to-zero.yaml" >/dev/null
 expect job-kyverno-kyverno-scale-to-zero-create.json
 
 # Gatekeeper chart (open-policy-agent/gatekeeper charts/gatekeeper, values.yaml of main at
 # release v3.22.0-rc.0):
 # templates/namespace-post-install.yaml (Job gatekeeper-update-namespace-label, with the default
 # postInstall.probeWebhook init container) and templates/upgrade-crds-hook.yaml.
-kubectl apply -n gatekeeper-system -f - >/dev/null <<'EOF'
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: gatekeeper-update-namespace-label
-  labels:
-    app: 'gatekeeper'
-    chart: 'gatekeeper'
-    gatekeeper.sh/system: "yes"
-    heritage: 'Helm'
-    release: 'gatekeeper'
-  annotations:
-    "helm.sh/hook": post-install
-    "helm.sh/hook-weight": "-5"
-    "helm.sh/hook-delete-policy": hook-succeeded,before-hook-creation
-spec:
-  template:
-    metadata:
-      annotations:
-        {}
-      labels:
-        app: 'gatekeeper'
-        chart: 'gatekeeper'
-        gatekeeper.sh/system: "yes"
-        heritage: 'Helm'
-        release: 'gatekeeper'
-    spec:
-      restartPolicy: OnFailure
-      serviceAccount: gatekeeper-update-namespace-label
-      volumes:
-        - name: cert
-          secret:
-            secretName: gatekeeper-webhook-server-cert
-      initContainers:
-        - name: webhook-probe-post
-          image: "curlimages/curl:8.12.0"
-          imagePullPolicy: IfNotPresent
-          command:
-            - "curl"
-          args:
-            - "--retry"
-            - "99999"
-            - "--retry-max-time"
-            - "60"
-            - "--retry-delay"
-            - "1"
-            - "--max-time"
-            - "2"
-            - "--cacert"
-            - /certs/ca.crt
-            - "-v"
-            - "https://gatekeeper-webhook-service.gatekeeper-system.svc/v1/admitlabel?timeout=2s"
-          resources:
-            null
-          securityContext:
-            seccompProfile:
-              type: RuntimeDefault
-            allowPrivilegeEscalation: false
-            capabilities:
-              drop:
-              - ALL
-            readOnlyRootFilesystem: true
-            runAsGroup: 999
-            runAsNonRoot: true
-            runAsUser: 1000
-          volumeMounts:
-          - mountPath: /certs
-            name: cert
-            readOnly: true
-      containers:
-        - name: kubectl-label
-          image: "openpolicyagent/gatekeeper-crds:v3.22.0-rc.0"
-          imagePullPolicy: IfNotPresent
-          args:
-            - label
-            - ns
-            - gatekeeper-system
-            - admission.gatekeeper.sh/ignore=no-self-managing
-            - pod-security.kubernetes.io/audit=restricted
-            - pod-security.kubernetes.io/audit-version=latest
-            - pod-security.kubernetes.io/warn=restricted
-            - pod-security.kubernetes.io/warn-version=latest
-            - pod-security.kubernetes.io/enforce=restricted
-            - pod-security.kubernetes.io/enforce-version=v1.24
-            - --overwrite
-          resources:
-            null
-          securityContext:
-            seccompProfile:
-              type: RuntimeDefault
-            allowPrivilegeEscalation: false
-            capabilities:
-              drop:
-              - ALL
-            readOnlyRootFilesystem: true
-            runAsGroup: 999
-            runAsNonRoot: true
-            runAsUser: 1000
-      nodeSelector:
-        kubernetes.io/os: linux
-      affinity:
-        {}
-      tolerations:
-        []
-EOF
+# This template has no metadata.namespace: -n sets it.
+kubectl apply -n gatekeeper-system \
+	-f "$objects/job-gatekeeper-system-gatekeeper-update-namespace-label.yaml" >/dev/null
 expect job-gatekeeper-system-gatekeeper-update-namespace-label-create.json
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: gatekeeper-update-crds-hook
-  namespace: gatekeeper-system
-  labels:
-    app: 'gatekeeper'
-    chart: 'gatekeeper'
-    gatekeeper.sh/system: "yes"
-    heritage: 'Helm'
-    release: 'gatekeeper'
-    helm.sh/chart: gatekeeper-3.22.0-rc.0
-    app.kubernetes.io/name: gatekeeper
-    app.kubernetes.io/instance: gatekeeper
-    app.kubernetes.io/version: "3.22.0-rc.0"
-    app.kubernetes.io/managed-by: Helm
-  annotations:
-    helm.sh/hook: pre-install,pre-upgrade
-    helm.sh/hook-weight: "1"
-    helm.sh/hook-delete-policy: "hook-succeeded,before-hook-creation"
-spec:
-  backoffLimit: 0
-  template:
-    metadata:
-      name: gatekeeper-update-crds-hook
-      annotations:
-        {}
-      labels:
-        app: 'gatekeeper'
-        chart: 'gatekeeper'
-        gatekeeper.sh/system: "yes"
-        heritage: 'Helm'
-        release: 'gatekeeper'
-        helm.sh/chart: gatekeeper-3.22.0-rc.0
-        app.kubernetes.io/name: gatekeeper
-        app.kubernetes.io/instance: gatekeeper
-        app.kubernetes.io/version: "3.22.0-rc.0"
-        app.kubernetes.io/managed-by: Helm
-    spec:
-      serviceAccountName: gatekeeper-admin-upgrade-crds
-      restartPolicy: Never
-      containers:
-      - name: crds-upgrade
-        image: 'openpolicyagent/gatekeeper-crds:v3.22.0-rc.0'
-        imagePullPolicy: 'IfNotPresent'
-        args:
-        - apply
-        - -f
-        - crds/
-        resources:
-          {}
-        securityContext:
-          seccompProfile:
-            type: RuntimeDefault
-          allowPrivilegeEscalation: false
-          capabilities:
-            drop:
-            - ALL
-          readOnlyRootFilesystem: true
-          runAsGroup: 65532
-          runAsNonRoot: true
-          runAsUser: 65532
-      affinity:
-        {}
-      tolerations:
-        []
-      nodeSelector:
-        kubernetes.io/os: linux
-EOF
+kubectl apply -f "$objects/job-gatekeeper-system-gatekeeper-update-crds-hook.yaml" >/dev/null
 expect job-gatekeeper-system-gatekeeper-update-crds-hook-create.json
 
 # cert-manager chart (cert-manager/cert-manager deploy/charts/cert-manager v1.19.1):
 # templates/startupapicheck-job.yaml with the default startupapicheck values.
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: cert-manager-startupapicheck
-  namespace: cert-manager
-  labels:
-    app: startupapicheck
-    app.kubernetes.io/name: startupapicheck
-    app.kubernetes.io/instance: cert-manager
-    app.kubernetes.io/component: "startupapicheck"
-    app.kubernetes.io/version: "v1.19.1"
-    app.kubernetes.io/managed-by: Helm
-    helm.sh/chart: cert-manager-v1.19.1
-  annotations:
-    helm.sh/hook: post-install
-    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
-    helm.sh/hook-weight: "1"
-spec:
-  backoffLimit: 4
-  template:
-    metadata:
-      labels:
-        app: startupapicheck
-        app.kubernetes.io/name: startupapicheck
-        app.kubernetes.io/instance: cert-manager
-        app.kubernetes.io/component: "startupapicheck"
-        app.kubernetes.io/version: "v1.19.1"
-        app.kubernetes.io/managed-by: Helm
-        helm.sh/chart: cert-manager-v1.19.1
-    spec:
-      restartPolicy: OnFailure
-      serviceAccountName: cert-manager-startupapicheck
-      enableServiceLinks: false
-      securityContext:
-        runAsNonRoot: true
-        seccompProfile:
-          type: RuntimeDefault
-      containers:
-        - name: cert-manager-startupapicheck
-          image: "quay.io/jetstack/cert-manager-startupapicheck:v1.19.1"
-          imagePullPolicy: IfNotPresent
-          args:
-          - check
-          - api
-          - --wait=1m
-          - -v
-          securityContext:
-            allowPrivilegeEscalation: false
-            capabilities:
-              drop:
-              - ALL
-            readOnlyRootFilesystem: true
-          env:
-          - name: POD_NAMESPACE
-            valueFrom:
-              fieldRef:
-                fieldPath: metadata.namespace
-      nodeSelector:
-        kubernetes.io/os: "linux"
-EOF
+kubectl apply -f "$objects/job-cert-manager-cert-manager-startupapicheck.yaml" >/dev/null
 expect job-cert-manager-cert-manager-startupapicheck-create.json
 
 # ingress-nginx chart (kubernetes/ingress-nginx charts/ingress-nginx 4.8.x, controller v1.9.x):
 # templates/admission-webhooks/job-patch/job-createSecret.yaml. ttlSecondsAfterFinished: 0 is
 # what the template renders where `.Capabilities.APIVersions.Has "batch/v1alpha1"` (older
 # clusters, or `helm template --api-versions batch/v1alpha1`); the image is digest-pinned.
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: ingress-nginx-admission-create
-  namespace: ingress-nginx
-  annotations:
-    "helm.sh/hook": pre-install,pre-upgrade
-    "helm.sh/hook-delete-policy": before-hook-creation,hook-succeeded
-  labels:
-    helm.sh/chart: ingress-nginx-4.8.3
-    app.kubernetes.io/name: ingress-nginx
-    app.kubernetes.io/instance: ingress-nginx
-    app.kubernetes.io/version: "1.9.4"
-    app.kubernetes.io/part-of: ingress-nginx
-    app.kubernetes.io/managed-by: Helm
-    app.kubernetes.io/component: admission-webhook
-spec:
-  # Alpha feature since k8s 1.12
-  ttlSecondsAfterFinished: 0
-  template:
-    metadata:
-      name: ingress-nginx-admission-create
-      labels:
-        helm.sh/chart: ingress-nginx-4.8.3
-        app.kubernetes.io/name: ingress-nginx
-        app.kubernetes.io/instance: ingress-nginx
-        app.kubernetes.io/version: "1.9.4"
-        app.kubernetes.io/part-of: ingress-nginx
-        app.kubernetes.io/managed-by: Helm
-        app.kubernetes.io/component: admission-webhook
-    spec:
-      containers:
-        - name: create
-          image: "registry.k8s.io/ingress-nginx/kube-webhook-certgen:v20231011-8b53cabe0@sha256:a7943503b45d552785aa3b5e457f169a5661fb94d82b8a3373bcd9ebaf9aac80"
-          imagePullPolicy: IfNotPresent
-          args:
-            - create
-            - --host=ingress-nginx-controller-admission,ingress-nginx-controller-admission.$(POD_NAMESPACE).svc
-            - --namespace=$(POD_NAMESPACE)
-            - --secret-name=ingress-nginx-admission
-          env:
-            - name: POD_NAMESPACE
-              valueFrom:
-                fieldRef:
-                  fieldPath: metadata.namespace
-          securityContext: 
-            allowPrivilegeEscalation: false
-      restartPolicy: OnFailure
-      serviceAccountName: ingress-nginx-admission
-      nodeSelector: 
-        kubernetes.io/os: linux
-      securityContext:
-        fsGroup: 2000
-        runAsNonRoot: true
-        runAsUser: 2000
-EOF
+kubectl apply -f "$objects/job-ingress-nginx-ingress-nginx-admission-create.yaml" >/dev/null
 expect job-ingress-nginx-ingress-nginx-admission-create-create.json
 
 # --- 6. Helm 3 and Helm 4 installing a chart with a pre-install Job hook -------------------------
 # No scheduler or kubelet runs, so the hook Job never completes: each install creates the hook
 # (which is what we capture), waits --timeout and fails.
+# Installed from a copy in the work directory, like the `helm create` chart below.
 chart=$work/charts/hooks
-mkdir -p "$chart/templates"
-cat >"$chart/Chart.yaml" <<'EOF'
-apiVersion: v2
-name: hooks
-description: one pre-install Job hook, for capture-fixtures.sh
-type: application
-version: 0.1.0
-appVersion: "1.0.0"
-EOF
-cat >"$chart/templates/pre-install-job.yaml" <<'EOF'
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: {{ .Release.Name }}-pre-install
-  labels:
-    app.kubernetes.io/instance: {{ .Release.Name }}
-    app.kubernetes.io/managed-by: {{ .Release.Service }}
-    helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
-  annotations:
-    "helm.sh/hook": pre-install
-    "helm.sh/hook-weight": "-5"
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: hook
-          image: registry.example.com/hooks/pre-install:1.0.0
-          command: ["/bin/true"]
-EOF
+mkdir -p "$work/charts"
+cp -R "$fixtures/chart/hooks" "$chart"
 for h in helm helm4; do
 	release=hooks-$h
 	[[ $h == helm4 ]] || release=hooks-helm3

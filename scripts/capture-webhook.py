@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A recording mutating admission webhook (maintainer tool, used by capture-fixtures.sh).
+"""A recording admission webhook (maintainer tool, used by capture-fixtures.sh).
 
-Serves HTTPS on a loopback address and answers every ``POST /mutate`` with an allow response
+Serves HTTPS on a loopback address and answers every ``POST /mutate`` and ``POST /validate``
+with an allow response
 (``{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
 "response": {"uid": <request uid>, "allowed": true}}``: no patch, no warnings). Before answering
 it writes the request body, pretty-printed JSON with the keys in the order kube-apiserver sent
@@ -105,7 +106,7 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(404, b"not found\n", "text/plain")
 
     def do_POST(self):
-        if self.path.split("?", 1)[0] != "/mutate":
+        if self.path.split("?", 1)[0] not in ("/mutate", "/validate"):
             self._reply(404, b"not found\n", "text/plain")
             return
         try:
