@@ -1,13 +1,11 @@
 //! `hookguard audit`: hook objects by namespace and release with their state, age and problems.
 //! Pure: the command lists the objects (see [`crate::inventory::snapshot`]) and passes the time.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 
 use crate::inventory::attribution::Source;
 use crate::inventory::record::{Kind, State};
-use crate::inventory::store::{Inventory, is_orphan};
+use crate::inventory::store::{Inventory, KnownReleases, is_orphan};
 
 /// One hook object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,11 +24,11 @@ pub struct AuditRow {
     pub problems: Vec<&'static str>,
 }
 
-/// The rows, sorted by namespace, release, kind and name. `live`: the Helm releases that exist
+/// The rows, sorted by namespace, release, kind and name. `known`: the Helm releases that exist
 /// (`None` when unknown: then nothing is reported orphaned).
 pub fn rows(
     inventory: &Inventory,
-    live: Option<&HashSet<(String, String)>>,
+    known: Option<&KnownReleases>,
     now: i64,
     older_than_seconds: i64,
 ) -> Vec<AuditRow> {
@@ -51,7 +49,7 @@ pub fn rows(
             if !r.has_delete_policy {
                 problems.push("no-delete-policy");
             }
-            if is_orphan(r, live) {
+            if is_orphan(r, known) {
                 problems.push("orphaned");
             }
             AuditRow {
@@ -161,7 +159,7 @@ mod tests {
         let (uid, test) = from_pod(&pod("shop-test", "p1", "Running")).unwrap();
         inv.upsert(uid, test, false);
         let now = finished + 7200;
-        let rows = rows(&inv, Some(&HashSet::new()), now, 3600);
+        let rows = rows(&inv, Some(&KnownReleases::none_installed()), now, 3600);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].name, "shop-migrate");
         assert_eq!(rows[0].release, "shop");

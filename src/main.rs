@@ -87,6 +87,15 @@ enum Command {
         older_than: std::time::Duration,
         #[arg(long, short = 'o', value_enum, default_value_t = AuditFormat::Table)]
         output: AuditFormat,
+        /// Where Helm keeps release records (its HELM_DRIVER values), to tell orphaned hooks.
+        #[arg(
+            long,
+            env = "HOOKGUARD_HELM_DRIVERS",
+            value_enum,
+            value_delimiter = ',',
+            default_value = "secret,configmap"
+        )]
+        helm_drivers: Vec<hookguard::inventory::HelmDriver>,
     },
     /// Certificate helpers.
     #[command(subcommand)]
@@ -197,26 +206,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             all_namespaces: _,
             older_than,
             output,
+            helm_drivers,
         } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let (inventory, live) = runtime.block_on(async {
+            let (inventory, known) = runtime.block_on(async {
                 let conn = hookguard::cluster::connect(kubeconfig.as_deref()).await?;
-                hookguard::inventory::snapshot(&conn.client, namespace.as_deref())
+                hookguard::inventory::snapshot(&conn.client, namespace.as_deref(), &helm_drivers)
                     .await
                     .context("listing hook objects")
             })?;
-            if live.is_none() {
+            if known.is_none() {
                 eprintln!(
-                    "hookguard: cannot list Helm's release records (Secrets labelled owner=helm): orphaned hooks are not reported"
+                    "hookguard: cannot list Helm's release records (labelled owner=helm) for --helm-drivers {helm_drivers:?}: orphaned hooks are not reported"
                 );
             }
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let rows = hookguard::audit::rows(
                 &inventory,
-                live.as_ref(),
+                known.as_ref(),
                 now,
                 i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX),
             );

@@ -2,7 +2,7 @@
 //! orphan detection, the janitor and leader election, plus an admin server (`/livez`, `/readyz`,
 //! `/metrics`) and no other listener.
 //!
-//! It holds the cluster-wide read permissions (Jobs, Pods, Helm's release Secrets) and the
+//! It holds the cluster-wide read permissions (Jobs, Pods, Helm's release records) and the
 //! janitor's deletes; the webhook process, which every pod can reach, holds none of them. With
 //! several replicas only the holder of the Lease works; the others wait to take over.
 

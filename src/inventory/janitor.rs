@@ -3,12 +3,10 @@
 //! `ttlSecondsAfterFinished`). Running hooks, objects being deleted and objects carrying Argo CD's
 //! hook finalizer are never selected. Pure: the shell deletes (or, in dry-run mode, reports).
 
-use std::collections::HashSet;
-
 use wildmatch::WildMatch;
 
 use super::record::{HookRecord, Kind};
-use super::store::{Inventory, is_orphan};
+use super::store::{Inventory, KnownReleases, is_orphan};
 
 #[derive(Debug, Clone)]
 pub struct JanitorPolicy {
@@ -49,7 +47,7 @@ fn cleaned_by_kubernetes(r: &HookRecord) -> bool {
 
 pub fn select<'a>(
     inventory: &'a Inventory,
-    live: Option<&HashSet<(String, String)>>,
+    known: Option<&KnownReleases>,
     now: i64,
     policy: &JanitorPolicy,
 ) -> Vec<Candidate<'a>> {
@@ -66,7 +64,7 @@ pub fn select<'a>(
         .map(|(uid, r)| Candidate {
             uid,
             record: r,
-            reason: if is_orphan(r, live) {
+            reason: if is_orphan(r, known) {
                 Reason::Orphaned
             } else {
                 Reason::Finished
@@ -145,7 +143,12 @@ mod tests {
             ]
         );
         // The release is gone: the shop hooks are orphans (the test Pod has no release label).
-        let orphaned = select(&inv, Some(&HashSet::new()), now, &policy("shop"));
+        let orphaned = select(
+            &inv,
+            Some(&KnownReleases::none_installed()),
+            now,
+            &policy("shop"),
+        );
         assert_eq!(
             names(&orphaned),
             vec![

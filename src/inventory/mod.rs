@@ -18,12 +18,12 @@ mod refresh;
 pub mod store;
 mod watchers;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::Api;
 use tokio_util::sync::CancellationToken;
 use wildmatch::WildMatch;
@@ -34,6 +34,7 @@ use crate::metrics::{
 pub use leader::run;
 use record::Kind;
 use refresh::{Janitor, PreviousSeries, Refresher};
+pub use store::HelmDriver;
 use store::{Effect, Inventory, Releases};
 use watchers::{discover, watch_hooks, watch_releases};
 pub use watchers::{discover_kind, snapshot};
@@ -44,10 +45,20 @@ pub struct InventoryOptions {
     /// How often hooks without hookguard's label (created before it was installed) are looked for.
     #[arg(long, env = "HOOKGUARD_INVENTORY_DISCOVERY_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub inventory_discovery_interval: Duration,
-    /// Watch Helm's release records (Secrets labelled owner=helm, metadata only) to report hooks
-    /// whose release was uninstalled.
+    /// Watch Helm's release records (labelled owner=helm, metadata only) to report hooks whose
+    /// release was uninstalled.
     #[arg(long, env = "HOOKGUARD_ORPHAN_DETECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub orphan_detection: bool,
+    /// Where Helm keeps release records in this cluster (its HELM_DRIVER values): orphan detection
+    /// watches these. Releases kept elsewhere (sql) are invisible: turn orphan detection off there.
+    #[arg(
+        long,
+        env = "HOOKGUARD_HELM_DRIVERS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "secret,configmap"
+    )]
+    pub helm_drivers: Vec<HelmDriver>,
     /// Report the release label of the churn metrics (turn off for clusters with very many releases).
     #[arg(long, env = "HOOKGUARD_METRICS_RELEASE_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_release_label: bool,
@@ -81,6 +92,10 @@ pub struct InventoryOptions {
 pub enum InventoryError {
     #[error("--janitor needs --janitor-namespaces: the namespaces (globs) where it may delete")]
     NoJanitorNamespaces,
+    #[error(
+        "--orphan-detection needs --helm-drivers: where Helm keeps release records (secret, configmap)"
+    )]
+    NoHelmDrivers,
 }
 
 impl InventoryOptions {
@@ -101,6 +116,9 @@ impl InventoryOptions {
         if self.janitor && self.janitor_namespaces.iter().all(|n| n.trim().is_empty()) {
             return Err(InventoryError::NoJanitorNamespaces);
         }
+        if self.orphan_detection && self.helm_drivers.is_empty() {
+            return Err(InventoryError::NoHelmDrivers);
+        }
         Ok(())
     }
 }
@@ -110,7 +128,8 @@ impl InventoryOptions {
 struct Shared {
     inventory: Inventory,
     releases: Releases,
-    releases_synced: bool,
+    /// The drivers whose records are all listed and watched.
+    releases_synced: BTreeSet<HelmDriver>,
     jobs_synced: bool,
     pods_synced: bool,
 }
@@ -207,9 +226,6 @@ async fn work(
         release: opts.metrics_release_label,
         releases: BoundedValues::new(MAX_RELEASE_VALUES),
     });
-    if !opts.orphan_detection {
-        lock(&shared).releases_synced = false;
-    }
     let mut tasks = vec![
         tokio::spawn(watch_hooks::<Job>(
             Api::all(client.clone()),
@@ -235,11 +251,24 @@ async fn work(
             labels.clone(),
         )),
     ];
-    if opts.orphan_detection {
-        tasks.push(tokio::spawn(watch_releases(
-            Api::all(client.clone()),
-            shared.clone(),
-        )));
+    let helm_drivers: BTreeSet<HelmDriver> = if opts.orphan_detection {
+        opts.helm_drivers.iter().copied().collect()
+    } else {
+        BTreeSet::new()
+    };
+    for driver in &helm_drivers {
+        tasks.push(match driver {
+            HelmDriver::Secret => tokio::spawn(watch_releases::<Secret>(
+                Api::all(client.clone()),
+                *driver,
+                shared.clone(),
+            )),
+            HelmDriver::Configmap => tokio::spawn(watch_releases::<ConfigMap>(
+                Api::all(client.clone()),
+                *driver,
+                shared.clone(),
+            )),
+        });
     }
     let janitor = opts.janitor.then(|| Janitor {
         client: client.clone(),
@@ -253,7 +282,7 @@ async fn work(
         shared: shared.clone(),
         metrics: metrics.clone(),
         labels,
-        orphan_detection: opts.orphan_detection,
+        helm_drivers,
         janitor,
         previous: PreviousSeries::default(),
     };

@@ -1,7 +1,7 @@
 //! Every round (2 s): the gauges recomputed from the inventory, and, when due, the janitor's
 //! deletions (or dry-run reports).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 
 use super::record::{Kind, State};
+use super::store::HelmDriver;
 use super::{Labels, SharedRef, janitor, lock, now, store};
 use crate::metrics::{
     HookObjectLabels, InventoryMetrics, JanitorLabels, NamespaceKindLabels, NamespaceLabels,
@@ -37,7 +38,8 @@ pub(super) struct Refresher {
     pub(super) shared: SharedRef,
     pub(super) metrics: InventoryMetrics,
     pub(super) labels: Arc<Labels>,
-    pub(super) orphan_detection: bool,
+    /// The drivers orphan detection watches (none: orphan detection is off).
+    pub(super) helm_drivers: BTreeSet<HelmDriver>,
     pub(super) janitor: Option<Janitor>,
     pub(super) previous: PreviousSeries,
 }
@@ -61,14 +63,18 @@ impl Refresher {
         let (summary, synced, doomed) = {
             let s = lock(&self.shared);
             let synced = s.jobs_synced && s.pods_synced;
-            let releases_known = self.orphan_detection && s.releases_synced;
-            let live = releases_known.then(|| s.releases.live());
-            let summary = store::summarize(&s.inventory, live.as_ref(), now, self.labels.namespace);
+            let orphan_detection = !self.helm_drivers.is_empty();
+            let releases_known =
+                orphan_detection && s.releases_synced.is_superset(&self.helm_drivers);
+            // The watches are cluster-wide: every namespace's records are here.
+            let known = releases_known.then(|| s.releases.known(true));
+            let summary =
+                store::summarize(&s.inventory, known.as_ref(), now, self.labels.namespace);
             let doomed: Vec<Doomed> = match (&self.janitor, janitor_due && synced) {
-                (Some(j), true) => janitor::select(&s.inventory, live.as_ref(), now, &j.policy)
+                (Some(j), true) => janitor::select(&s.inventory, known.as_ref(), now, &j.policy)
                     .into_iter()
                     // Orphans are only told apart once releases are known; until then wait.
-                    .filter(|_| releases_known || !self.orphan_detection)
+                    .filter(|_| releases_known || !orphan_detection)
                     .map(|c| Doomed {
                         uid: c.uid.to_owned(),
                         namespace: c.record.namespace.clone(),

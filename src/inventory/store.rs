@@ -122,7 +122,17 @@ impl Inventory {
     }
 }
 
-/// Helm's release records (Secrets labelled `owner=helm`), by uid.
+/// Where Helm keeps its release records (`HELM_DRIVER`). The `sql` and `memory` drivers keep
+/// them outside the cluster: hookguard cannot see those releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum HelmDriver {
+    /// Secrets labelled `owner=helm` (Helm's default).
+    Secret,
+    /// ConfigMaps labelled `owner=helm` (`HELM_DRIVER=configmap`).
+    Configmap,
+}
+
+/// Helm's release records, by uid, with the driver each came from.
 #[derive(Debug, Default)]
 pub struct Releases {
     records: HashMap<String, ReleaseRecord>,
@@ -130,6 +140,7 @@ pub struct Releases {
 
 #[derive(Debug, Clone)]
 struct ReleaseRecord {
+    driver: HelmDriver,
     namespace: String,
     name: String,
     version: u64,
@@ -137,8 +148,14 @@ struct ReleaseRecord {
 }
 
 impl Releases {
-    /// Records one release Secret from its labels (`name`, `version`, `status`).
-    pub fn upsert(&mut self, uid: String, namespace: &str, labels: &BTreeMap<String, String>) {
+    /// Records one release record from its labels (`name`, `version`, `status`).
+    pub fn upsert(
+        &mut self,
+        driver: HelmDriver,
+        uid: String,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) {
         let (Some(name), Some(version)) = (
             labels.get("name"),
             labels.get("version").and_then(|v| v.parse().ok()),
@@ -148,6 +165,7 @@ impl Releases {
         self.records.insert(
             uid,
             ReleaseRecord {
+                driver,
                 namespace: namespace.to_owned(),
                 name: name.clone(),
                 version,
@@ -160,12 +178,14 @@ impl Releases {
         self.records.remove(uid);
     }
 
-    pub fn clear(&mut self) {
-        self.records.clear();
+    /// Forgets the records of one driver (before its fresh listing is recorded).
+    pub fn clear(&mut self, driver: HelmDriver) {
+        self.records.retain(|_, r| r.driver != driver);
     }
 
-    /// `(namespace, release)` of every release whose latest revision is not uninstalled.
-    pub fn live(&self) -> HashSet<(String, String)> {
+    /// What the records say. `complete`: records of every namespace are here (not only of the
+    /// namespaces listed).
+    pub fn known(&self, complete: bool) -> KnownReleases {
         let mut latest: HashMap<(&str, &str), &ReleaseRecord> = HashMap::new();
         for r in self.records.values() {
             let entry = latest.entry((&r.namespace, &r.name)).or_insert(r);
@@ -173,22 +193,79 @@ impl Releases {
                 *entry = r;
             }
         }
-        latest
-            .into_iter()
-            .filter(|(_, r)| r.status != "uninstalled")
-            .map(|((ns, name), _)| (ns.to_owned(), name.to_owned()))
-            .collect()
+        let mut known = KnownReleases {
+            complete,
+            ..KnownReleases::default()
+        };
+        for ((ns, name), r) in latest {
+            let key = (ns.to_owned(), name.to_owned());
+            if r.status != "uninstalled" {
+                known.installed_names.insert(key.1.clone());
+                known.installed.insert(key.clone());
+            }
+            known.recorded.insert(key);
+        }
+        known
     }
 }
 
-/// Whether a hook's Helm release is gone. `live`: `None` when releases are not known (orphan
-/// detection off or not synced), then nothing is called an orphan.
-pub fn is_orphan(record: &HookRecord, live: Option<&HashSet<(String, String)>>) -> bool {
-    let (Some(live), Some(release)) = (live, record.attribution.release.as_ref()) else {
+/// The Helm releases that exist, as far as their records tell.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KnownReleases {
+    /// `(namespace, release)` whose latest revision is not uninstalled.
+    installed: HashSet<(String, String)>,
+    /// Names of those, in any namespace.
+    installed_names: HashSet<String>,
+    /// `(namespace, release)` with any record (`helm uninstall --keep-history` leaves them).
+    recorded: HashSet<(String, String)>,
+    complete: bool,
+}
+
+/// Whether a hook's release is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseVerdict {
+    Installed,
+    Gone,
+    /// A hook may live outside its release's namespace (a template can set any namespace), and
+    /// the records do not say which release a hook came from: when a release of that name is
+    /// installed elsewhere, or the namespaces seen do not include every one, no verdict.
+    CannotTell,
+}
+
+impl KnownReleases {
+    /// Every namespace listed, no release installed.
+    #[cfg(test)]
+    pub fn none_installed() -> Self {
+        KnownReleases {
+            complete: true,
+            ..KnownReleases::default()
+        }
+    }
+
+    /// For a hook of release `name` in `namespace`.
+    pub fn verdict(&self, namespace: &str, name: &str) -> ReleaseVerdict {
+        let key = (namespace.to_owned(), name.to_owned());
+        if self.installed.contains(&key) {
+            ReleaseVerdict::Installed
+        } else if self.installed_names.contains(name) {
+            ReleaseVerdict::CannotTell
+        } else if self.complete || self.recorded.contains(&key) {
+            ReleaseVerdict::Gone
+        } else {
+            ReleaseVerdict::CannotTell
+        }
+    }
+}
+
+/// Whether a hook's Helm release is gone. `known`: `None` when releases are not known (orphan
+/// detection off or not synced), then nothing is called an orphan; nor is a hook whose verdict is
+/// [`ReleaseVerdict::CannotTell`].
+pub fn is_orphan(record: &HookRecord, known: Option<&KnownReleases>) -> bool {
+    let (Some(known), Some(release)) = (known, record.attribution.release.as_ref()) else {
         return false;
     };
     record.attribution.is_helm_release()
-        && !live.contains(&(record.namespace.clone(), release.clone()))
+        && known.verdict(&record.namespace, release) == ReleaseVerdict::Gone
 }
 
 /// The gauges' values.
@@ -202,7 +279,7 @@ pub struct Summary {
 /// Computes the gauges at `now`. `namespace_label: false` folds every namespace into "".
 pub fn summarize(
     inventory: &Inventory,
-    live: Option<&HashSet<(String, String)>>,
+    known: Option<&KnownReleases>,
     now: i64,
     namespace_label: bool,
 ) -> Summary {
@@ -219,7 +296,7 @@ pub fn summarize(
             let oldest = s.oldest_finished_age.entry(ns.clone()).or_default();
             *oldest = (*oldest).max(age);
         }
-        if is_orphan(r, live) {
+        if is_orphan(r, known) {
             *s.orphans.entry((ns, r.kind)).or_default() += 1;
         }
     }
@@ -301,31 +378,116 @@ mod tests {
         assert!(inv.get("a").is_none() && inv.get("b").is_some() && inv.get("c").is_some());
     }
 
+    fn release_labels(name: &str, version: &str, status: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("name".to_owned(), name.to_owned()),
+            ("owner".to_owned(), "helm".to_owned()),
+            ("version".to_owned(), version.to_owned()),
+            ("status".to_owned(), status.to_owned()),
+        ])
+    }
+
     #[test]
     fn releases_are_live_until_their_latest_revision_is_uninstalled() {
-        let labels = |version: &str, status: &str| {
-            BTreeMap::from([
-                ("name".to_owned(), "shop".to_owned()),
-                ("owner".to_owned(), "helm".to_owned()),
-                ("version".to_owned(), version.to_owned()),
-                ("status".to_owned(), status.to_owned()),
-            ])
-        };
         let mut rel = Releases::default();
-        rel.upsert("s1".into(), "shop", &labels("1", "superseded"));
-        rel.upsert("s2".into(), "shop", &labels("2", "deployed"));
-        let key = ("shop".to_owned(), "shop".to_owned());
-        assert!(rel.live().contains(&key));
+        rel.upsert(
+            HelmDriver::Secret,
+            "s1".into(),
+            "shop",
+            &release_labels("shop", "1", "superseded"),
+        );
+        rel.upsert(
+            HelmDriver::Secret,
+            "s2".into(),
+            "shop",
+            &release_labels("shop", "2", "deployed"),
+        );
         let (_, r) = rec(Some("Complete"));
-        assert!(!is_orphan(&r, Some(&rel.live())));
+        assert_eq!(
+            rel.known(true).verdict("shop", "shop"),
+            ReleaseVerdict::Installed
+        );
+        assert!(!is_orphan(&r, Some(&rel.known(true))));
         assert!(!is_orphan(&r, None), "unknown releases: never an orphan");
-        // `helm uninstall --keep-history` leaves the records, the latest one uninstalled.
-        rel.upsert("s2".into(), "shop", &labels("2", "uninstalled"));
-        assert!(is_orphan(&r, Some(&rel.live())));
-        // Plain `helm uninstall` deletes them all.
+        // `helm uninstall --keep-history` leaves the records, the latest one uninstalled: gone
+        // even when only this namespace was listed.
+        rel.upsert(
+            HelmDriver::Secret,
+            "s2".into(),
+            "shop",
+            &release_labels("shop", "2", "uninstalled"),
+        );
+        assert!(is_orphan(&r, Some(&rel.known(true))));
+        assert!(is_orphan(&r, Some(&rel.known(false))));
+        // Plain `helm uninstall` deletes them all: gone, if every namespace's records were seen.
         rel.remove("s1");
         rel.remove("s2");
-        assert!(is_orphan(&r, Some(&rel.live())));
+        assert!(is_orphan(&r, Some(&rel.known(true))));
+        assert_eq!(
+            rel.known(false).verdict("shop", "shop"),
+            ReleaseVerdict::CannotTell
+        );
+        assert!(!is_orphan(&r, Some(&rel.known(false))));
+    }
+
+    #[test]
+    fn configmap_records_count_like_secrets_and_relisting_one_driver_keeps_the_other() {
+        let mut rel = Releases::default();
+        rel.upsert(
+            HelmDriver::Configmap,
+            "c1".into(),
+            "shop",
+            &release_labels("shop", "1", "deployed"),
+        );
+        rel.upsert(
+            HelmDriver::Secret,
+            "s1".into(),
+            "web",
+            &release_labels("web", "3", "deployed"),
+        );
+        let (_, r) = rec(Some("Complete"));
+        assert!(
+            !is_orphan(&r, Some(&rel.known(true))),
+            "a HELM_DRIVER=configmap release is installed"
+        );
+        rel.clear(HelmDriver::Secret);
+        assert_eq!(
+            rel.known(true).verdict("shop", "shop"),
+            ReleaseVerdict::Installed
+        );
+        assert_eq!(rel.known(true).verdict("web", "web"), ReleaseVerdict::Gone);
+        rel.clear(HelmDriver::Configmap);
+        assert!(is_orphan(&r, Some(&rel.known(true))));
+    }
+
+    #[test]
+    fn a_hook_outside_its_releases_namespace_is_never_an_orphan() {
+        // Release `shop` lives in `apps`; its template put a hook into namespace `shop`.
+        let mut rel = Releases::default();
+        rel.upsert(
+            HelmDriver::Secret,
+            "s1".into(),
+            "apps",
+            &release_labels("shop", "1", "deployed"),
+        );
+        let (_, r) = rec(Some("Complete"));
+        assert_eq!(r.namespace, "shop");
+        assert_eq!(
+            rel.known(true).verdict("shop", "shop"),
+            ReleaseVerdict::CannotTell
+        );
+        assert!(!is_orphan(&r, Some(&rel.known(true))));
+        // Also when the hook's namespace kept an uninstalled revision of a release of that name.
+        rel.upsert(
+            HelmDriver::Secret,
+            "s2".into(),
+            "shop",
+            &release_labels("shop", "4", "uninstalled"),
+        );
+        assert!(!is_orphan(&r, Some(&rel.known(true))));
+        // Once no release of that name is installed anywhere, it is an orphan.
+        rel.remove("s1");
+        assert!(is_orphan(&r, Some(&rel.known(true))));
     }
 
     #[test]
@@ -336,7 +498,7 @@ mod tests {
         inv.upsert("a".into(), active, false);
         inv.upsert("b".into(), done.clone(), false);
         let now = done.finished.unwrap() + 100;
-        let s = summarize(&inv, Some(&HashSet::new()), now, true);
+        let s = summarize(&inv, Some(&KnownReleases::none_installed()), now, true);
         assert_eq!(
             s.objects.get(&("shop".into(), Kind::Job, State::Active)),
             Some(&1)

@@ -1,20 +1,19 @@
 //! Feeding the inventory from the API server: label-selected watches of hook Jobs and Pods, the
 //! discovery pass for hooks without hookguard's label, and Helm's release records (metadata only).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt as _};
 use serde::de::DeserializeOwned;
 
 use super::record::{self, HookRecord, Kind};
-use super::store::{Inventory, Releases};
+use super::store::{HelmDriver, Inventory, KnownReleases, Releases};
 use super::{Labels, SharedRef, apply_effects, lock};
 use crate::hook::HOOK_ANNOTATION;
 use crate::metrics::InventoryMetrics;
@@ -116,10 +115,21 @@ impl Retry {
     }
 }
 
-/// Watches Helm's release records, metadata only.
-pub(super) async fn watch_releases(api: Api<PartialObjectMeta<Secret>>, shared: SharedRef) {
-    let config = watcher::Config::default().labels("owner=helm");
-    let mut listing = Vec::new();
+/// Helm labels its release records (Secrets or ConfigMaps) `owner=helm`.
+const HELM_RECORD_SELECTOR: &str = "owner=helm";
+
+/// Watches one driver's Helm release records (Secrets or ConfigMaps), metadata only: the API
+/// server sends no `data` (kube makes every request of an `Api<PartialObjectMeta<_>>`
+/// metadata-only), so release contents never reach this process.
+pub(super) async fn watch_releases<K>(
+    api: Api<PartialObjectMeta<K>>,
+    driver: HelmDriver,
+    shared: SharedRef,
+) where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let config = watcher::Config::default().labels(HELM_RECORD_SELECTOR);
+    let mut listing: Vec<PartialObjectMeta<K>> = Vec::new();
     let mut retry = Retry::default();
     loop {
         let stream = watcher::watcher(api.clone(), config.clone());
@@ -130,22 +140,24 @@ pub(super) async fn watch_releases(api: Api<PartialObjectMeta<Secret>>, shared: 
                 Ok(watcher::Event::InitApply(meta)) => listing.push(meta),
                 Ok(watcher::Event::InitDone) => {
                     let mut s = lock(&shared);
-                    s.releases.clear();
+                    s.releases.clear(driver);
                     for meta in listing.drain(..) {
                         if let Some(uid) = meta.uid() {
                             s.releases.upsert(
+                                driver,
                                 uid,
                                 &meta.namespace().unwrap_or_default(),
                                 meta.labels(),
                             );
                         }
                     }
-                    s.releases_synced = true;
+                    s.releases_synced.insert(driver);
                     retry.reset();
                 }
                 Ok(watcher::Event::Apply(meta)) => {
                     if let Some(uid) = meta.uid() {
                         lock(&shared).releases.upsert(
+                            driver,
                             uid,
                             &meta.namespace().unwrap_or_default(),
                             meta.labels(),
@@ -159,8 +171,8 @@ pub(super) async fn watch_releases(api: Api<PartialObjectMeta<Secret>>, shared: 
                 }
                 Err(e) => {
                     // Without every release record, a hook cannot be called an orphan.
-                    lock(&shared).releases_synced = false;
-                    tracing::warn!(error = %e, "Helm release watch failed; listing again");
+                    lock(&shared).releases_synced.remove(&driver);
+                    tracing::warn!(error = %e, ?driver, "Helm release watch failed; listing again");
                     break;
                 }
             }
@@ -244,11 +256,13 @@ where
 }
 
 /// A point-in-time view for `hookguard audit`: every hook Job and Pod (labelled or not) in
-/// `namespace` (all when `None`), and the live Helm releases (`None` if they cannot be listed).
+/// `namespace` (all when `None`), and the Helm releases of `helm_drivers` (`None` if they cannot
+/// be listed).
 pub async fn snapshot(
     client: &kube::Client,
     namespace: Option<&str>,
-) -> Result<(Inventory, Option<HashSet<(String, String)>>), kube::Error> {
+    helm_drivers: &[HelmDriver],
+) -> Result<(Inventory, Option<KnownReleases>), kube::Error> {
     let mut inventory = Inventory::default();
     let labeled = ListParams::default().labels(&format!("{HOOK_LABEL}=true"));
     let jobs: Api<Job> = match namespace {
@@ -271,25 +285,84 @@ pub async fn snapshot(
     for (uid, r) in listed {
         inventory.upsert(uid, r, false);
     }
-    let secrets: Api<Secret> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let live = match secrets
-        .list_metadata(&ListParams::default().labels("owner=helm"))
-        .await
-    {
-        Ok(list) => {
-            let mut releases = Releases::default();
-            for meta in list.items {
-                if let Some(uid) = meta.uid() {
-                    releases.upsert(uid, &meta.namespace().unwrap_or_default(), meta.labels());
-                }
+    let known = known_releases(client, helm_drivers, namespace).await?;
+    Ok((inventory, known))
+}
+
+/// Helm's release records for `hookguard audit`: of every namespace where allowed (so that the
+/// verdict on a hook outside its release's namespace is right), else of `namespace` only
+/// (then hooks whose release left no record there are not called orphans). `None` when some
+/// driver's records cannot be listed at all.
+async fn known_releases(
+    client: &kube::Client,
+    helm_drivers: &[HelmDriver],
+    namespace: Option<&str>,
+) -> Result<Option<KnownReleases>, kube::Error> {
+    let mut releases = Releases::default();
+    let mut complete = true;
+    for &driver in helm_drivers {
+        let listed = match driver {
+            HelmDriver::Secret => {
+                list_records::<Secret>(client, driver, namespace, &mut releases).await?
             }
-            Some(releases.live())
+            HelmDriver::Configmap => {
+                list_records::<ConfigMap>(client, driver, namespace, &mut releases).await?
+            }
+        };
+        match listed {
+            Listed::Everywhere => {}
+            Listed::Namespace => complete = false,
+            Listed::Forbidden => return Ok(None),
         }
-        Err(kube::Error::Api(s)) if s.code == 403 => None,
+    }
+    Ok(Some(releases.known(complete)))
+}
+
+enum Listed {
+    Everywhere,
+    Namespace,
+    Forbidden,
+}
+
+async fn list_records<K>(
+    client: &kube::Client,
+    driver: HelmDriver,
+    namespace: Option<&str>,
+    releases: &mut Releases,
+) -> Result<Listed, kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let lp = ListParams::default().labels(HELM_RECORD_SELECTOR);
+    let forbidden = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 403);
+    let (list, listed) = match Api::<K>::all(client.clone()).list_metadata(&lp).await {
+        Ok(list) => (list, Listed::Everywhere),
+        Err(e) if forbidden(&e) => match namespace {
+            Some(ns) => match Api::<K>::namespaced(client.clone(), ns)
+                .list_metadata(&lp)
+                .await
+            {
+                Ok(list) => (list, Listed::Namespace),
+                Err(e) if forbidden(&e) => return Ok(Listed::Forbidden),
+                Err(e) => return Err(e),
+            },
+            None => return Ok(Listed::Forbidden),
+        },
         Err(e) => return Err(e),
     };
-    Ok((inventory, live))
+    for meta in list.items {
+        if let Some(uid) = meta.uid() {
+            releases.upsert(
+                driver,
+                uid,
+                &meta.namespace().unwrap_or_default(),
+                meta.labels(),
+            );
+        }
+    }
+    Ok(listed)
 }

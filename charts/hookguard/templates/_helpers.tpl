@@ -108,6 +108,12 @@ exactly when the flag that needs it is passed.
 {{- if and (include "hookguard.inventory" .) .Values.janitor.enabled }}true{{ end -}}
 {{- end -}}
 
+{{/* "true" when a janitor namespace is a glob: RBAC cannot name namespaces by pattern, so its
+deletes need a ClusterRole rule. A list of names gets one Role per namespace instead. */}}
+{{- define "hookguard.janitorGlobs" -}}
+{{- range .Values.janitor.namespaces }}{{ if or (contains "*" .) (contains "?" .) }}true{{ end }}{{ end -}}
+{{- end -}}
+
 {{/* The controller Deployment (`hookguard controller`) exists exactly when the inventory is on. */}}
 {{- define "hookguard.controller" -}}
 {{- include "hookguard.inventory" . -}}
