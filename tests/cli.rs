@@ -326,10 +326,19 @@ fn serve_is_the_webhook_only_and_its_metrics_are_the_webhooks() {
 fn cluster_options_fail_fast_with_a_clear_message() {
     let dir = common::temp_dir("cluster-errors");
     let missing = dir.join("no-such-kubeconfig");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["controller", "--janitor"],
             "--janitor needs --janitor-namespaces",
+        ),
+        // Helm's sql driver keeps records outside the cluster: not a value hookguard accepts.
+        (
+            &["controller", "--helm-drivers", "secret,sql"],
+            "[possible values: secret, configmap]",
+        ),
+        (
+            &["audit", "--helm-drivers", "secrets"],
+            "invalid value 'secrets' for '--helm-drivers",
         ),
         (
             &[
