@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use crate::cluster::{Result, Served, ensure, repo, wait_for};
+use crate::hookguard::Served;
+use crate::proc::{Result, ensure, wait_for};
+use crate::tools::repo;
 use crate::{Env, Scenario};
 
 pub const ALL: &[Scenario] = &[

@@ -2,305 +2,16 @@
 //! kube-scheduler, and kwok playing the kubelet of one fake node (a SIMULATION of nodes only: no
 //! container ever runs; kwok moves Pods through their phases as tests/e2e/tools/kwok-stages.yaml
 //! says, and never finishes a `restartPolicy: Always` Pod, just like a real kubelet).
-//! Plus hookguard itself, registered with the webhook configurations the chart renders.
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
-
-pub type Result<T> = std::result::Result<T, String>;
-
-/// Where the tools are: `HOOKGUARD_TOOLS_BIN`, else the last line of `tests/e2e/tools/build.sh`.
-pub fn tools_bin() -> Result<PathBuf> {
-    if let Ok(dir) = std::env::var("HOOKGUARD_TOOLS_BIN") {
-        return Ok(PathBuf::from(dir));
-    }
-    let script = repo().join("tests/e2e/tools/build.sh");
-    let out = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed ({}); it builds kube-apiserver, etcd, helm and kwok from their Go modules and needs Go (see tests/e2e/tools/README.md)",
-            script.display(),
-            out.status
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default().trim().to_owned();
-    Ok(PathBuf::from(last))
-}
-
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A loopback port nobody listens on right now, outside the kernel's ephemeral range: a port
-/// inside it can be the local end of an outgoing connection by the time a component binds it.
-pub fn free_port() -> u16 {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    static SEED: AtomicU64 = AtomicU64::new(0);
-    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| {
-            let mut it = r.split_whitespace().filter_map(|v| v.parse::<u32>().ok());
-            Some((it.next()?, it.next()?))
-        })
-        .map(|(lo, hi)| {
-            if lo > 11000 {
-                (10000, lo - 1)
-            } else {
-                (hi + 1, 65000)
-            }
-        })
-        .unwrap_or((10000, 32767));
-    let mut x = SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-        ^ u64::from(std::process::id())
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-    let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..1000 {
-        // xorshift64
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let port = (low + (x % u64::from(high - low + 1)) as u32) as u16;
-        if !used.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            used.push(port);
-            return port;
-        }
-    }
-    panic!("no free loopback port in {low}-{high}");
-}
-
-/// `Ok(())` when `cond` holds, else the error `what` describes.
-pub fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
-    if cond { Ok(()) } else { Err(what()) }
-}
-
-/// Exit status, stdout and stderr of a command, for error messages.
-pub fn out_text(o: &Output) -> String {
-    format!(
-        "exit {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Polls `f` until it returns `Some`, or fails after `timeout` naming `what`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if start.elapsed() > timeout {
-            return Err(format!("timed out after {timeout:?} waiting for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A child process whose output goes to a log file, killed (and reaped) when dropped. It also
-/// dies with the test runner (PR_SET_PDEATHSIG), so an aborted run leaves nothing behind.
-pub struct Proc {
-    pub name: String,
-    pub log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Proc {
-    pub fn spawn(
-        name: &str,
-        log_dir: &Path,
-        program: &Path,
-        args: &[String],
-        env: &[(&str, String)],
-    ) -> Result<Proc> {
-        let log = log_dir.join(format!("{name}.log"));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = file.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        // SAFETY: prctl is async-signal-safe and only affects the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {name} ({}): {e}", program.display()))?;
-        Ok(Proc {
-            name: name.to_owned(),
-            log,
-            child: Some(child),
-        })
-    }
-
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    /// SIGTERM, then SIGKILL after `grace`.
-    pub fn stop(&mut self, grace: Duration) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: sending a signal to our own child.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
-            }
-            let start = Instant::now();
-            while start.elapsed() < grace {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn tail(&self, lines: usize) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop(Duration::from_secs(5));
-    }
-}
-
-/// PEM files of a small PKI.
-struct Pki {
-    dir: PathBuf,
-}
-
-fn write(path: &Path, contents: &str) -> Result<()> {
-    fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-impl Pki {
-    fn create(dir: PathBuf) -> Result<Pki> {
-        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let e = |e: rcgen::Error| e.to_string();
-        let ca_key = KeyPair::generate().map_err(e)?;
-        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "hookguard-e2e-ca");
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::CrlSign,
-        ];
-        let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
-        write(&dir.join("ca.crt"), &ca_cert.pem())?;
-        write(&dir.join("ca.key"), &ca_key.serialize_pem())?;
-        let issuer = Issuer::new(ca, ca_key);
-
-        let key = KeyPair::generate().map_err(e)?;
-        let mut serving = CertificateParams::new(vec![
-            "localhost".to_owned(),
-            "kubernetes".to_owned(),
-            "kubernetes.default".to_owned(),
-            "kubernetes.default.svc".to_owned(),
-            "kubernetes.default.svc.cluster.local".to_owned(),
-        ])
-        .map_err(e)?;
-        serving
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        serving
-            .subject_alt_names
-            .push(SanType::IpAddress([10, 96, 0, 1].into()));
-        serving
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = serving.signed_by(&key, &issuer).map_err(e)?;
-        write(&dir.join("apiserver.crt"), &cert.pem())?;
-        write(&dir.join("apiserver.key"), &key.serialize_pem())?;
-
-        let key = KeyPair::generate().map_err(e)?;
-        let mut admin = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-        admin
-            .distinguished_name
-            .push(DnType::CommonName, "hookguard-e2e-admin");
-        admin
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = admin.signed_by(&key, &issuer).map_err(e)?;
-        write(&dir.join("admin.crt"), &cert.pem())?;
-        write(&dir.join("admin.key"), &key.serialize_pem())?;
-
-        // Service-account token signing key (ES256).
-        let sa = KeyPair::generate().map_err(e)?;
-        write(&dir.join("sa.key"), &sa.serialize_pem())?;
-        write(&dir.join("sa.pub"), &sa.public_key_pem())?;
-
-        // A CA of its own for the client certificate kube-apiserver presents to a webhook that
-        // requires mutual TLS: the cluster CA above also signs the admin certificate, which such
-        // a webhook must refuse.
-        let client_ca_key = KeyPair::generate().map_err(e)?;
-        let mut client_ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-        client_ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        client_ca
-            .distinguished_name
-            .push(DnType::CommonName, "hookguard-e2e-webhook-client-ca");
-        client_ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        write(
-            &dir.join("webhook-client-ca.crt"),
-            &client_ca.self_signed(&client_ca_key).map_err(e)?.pem(),
-        )?;
-        let client_issuer = Issuer::new(client_ca, client_ca_key);
-        let key = KeyPair::generate().map_err(e)?;
-        let mut client = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-        client
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver-webhook-client");
-        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = client.signed_by(&key, &client_issuer).map_err(e)?;
-        write(&dir.join("webhook-client.crt"), &cert.pem())?;
-        write(&dir.join("webhook-client.key"), &key.serialize_pem())?;
-        Ok(Pki { dir })
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-}
+use crate::pki::{Pki, write};
+use crate::proc::{Proc, Result, free_port, http_get, out_text, wait_for};
+use crate::tools::repo;
 
 /// The running control plane.
 pub struct Cluster {
@@ -527,8 +238,23 @@ impl Cluster {
 
     /// Runs `kubectl`, `helm` or `helm4`, optionally with standard input.
     pub fn run(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        self.run_with_env(tool, &[], args, stdin)
+    }
+
+    /// `run_ok` with extra environment variables, e.g. `HELM_DRIVER` (Helm has no flag for it).
+    pub fn run_ok_env(&self, tool: &str, env: &[(&str, &str)], args: &[&str]) -> Result<Output> {
+        succeeded(tool, args, self.run_with_env(tool, env, args, None))
+    }
+
+    fn run_with_env(
+        &self,
+        tool: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Output {
         let mut cmd = self.tool(tool);
-        cmd.args(args);
+        cmd.envs(env.iter().copied()).args(args);
         let result = match stdin {
             None => cmd.output(),
             Some(input) => cmd
@@ -548,12 +274,7 @@ impl Cluster {
 
     /// Runs a tool; Ok(output) when it succeeds, Err(command and all its output) when it fails.
     pub fn run_ok(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-        let out = self.run(tool, args, stdin);
-        if out.status.success() {
-            Ok(out)
-        } else {
-            Err(format!("{tool} {}: {}", args.join(" "), out_text(&out)))
-        }
+        succeeded(tool, args, self.run(tool, args, stdin))
     }
 
     /// Runs a tool that is expected to fail; Err when it succeeds.
@@ -663,6 +384,15 @@ impl Cluster {
     }
 }
 
+/// Ok(output) when the tool succeeded, Err(command and all its output) when it failed.
+fn succeeded(tool: &str, args: &[&str], out: Output) -> Result<Output> {
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!("{tool} {}: {}", args.join(" "), out_text(&out)))
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Stop in reverse order of start.
@@ -716,325 +446,4 @@ fn component_args(kubeconfig: &str) -> Vec<String> {
         format!("--secure-port={}", free_port()),
         "--leader-elect=false".into(),
     ]
-}
-
-/// A plain HTTP/1.0 GET on loopback: (status, body).
-pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-/// hookguard itself, run from the binary cargo built, with a certificate from its own CA.
-pub struct Hookguard {
-    pub exe: PathBuf,
-    pub dir: PathBuf,
-    pub port: u16,
-    pub admin_port: u16,
-    pub ca_bundle: String,
-    pub config: PathBuf,
-    proc: Option<Proc>,
-}
-
-impl Hookguard {
-    /// Generates a CA and serving certificate for 127.0.0.1 and starts `hookguard serve`.
-    pub fn start(exe: PathBuf, dir: PathBuf, policy_yaml: &str) -> Result<Hookguard> {
-        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let certs = dir.join("certs");
-        let out = Command::new(&exe)
-            .args(["certs", "generate", "--out"])
-            .arg(&certs)
-            .args(["--ip", "127.0.0.1", "--dns", "localhost"])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "hookguard certs generate: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let ca_bundle = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("caBundle:"))
-            .map(|s| s.trim().to_owned())
-            .ok_or("no caBundle printed")?;
-        let config = dir.join("policy.yaml");
-        write(&config, policy_yaml)?;
-        let mut hg = Hookguard {
-            exe,
-            dir,
-            port: free_port(),
-            admin_port: free_port(),
-            ca_bundle,
-            config,
-            proc: None,
-        };
-        hg.restart()?;
-        Ok(hg)
-    }
-
-    /// (Re)starts the process on the same ports and files.
-    pub fn restart(&mut self) -> Result<()> {
-        self.stop();
-        let certs = self.dir.join("certs");
-        let proc = Proc::spawn(
-            "hookguard",
-            &self.dir,
-            &self.exe,
-            &[
-                "serve".into(),
-                format!("--addr=127.0.0.1:{}", self.port),
-                format!("--admin-addr=127.0.0.1:{}", self.admin_port),
-                format!("--tls-cert={}", certs.join("tls.crt").display()),
-                format!("--tls-key={}", certs.join("tls.key").display()),
-                format!("--config={}", self.config.display()),
-                "--reload-interval=200ms".into(),
-                "--log=info".into(),
-            ],
-            &[],
-        )?;
-        self.proc = Some(proc);
-        let admin = format!("127.0.0.1:{}", self.admin_port);
-        wait_for("hookguard /readyz", Duration::from_secs(30), || {
-            http_get(&admin, "/readyz").filter(|(s, _)| *s == 200)
-        })?;
-        Ok(())
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.stop(Duration::from_secs(10));
-        }
-    }
-
-    /// Issues a new serving certificate from the same CA (the registered caBundle stays valid).
-    pub fn rotate_certificate(&self) -> Result<()> {
-        let out = Command::new(&self.exe)
-            .args(["certs", "generate", "--reuse-ca", "--out"])
-            .arg(self.dir.join("certs"))
-            .args(["--ip", "127.0.0.1", "--dns", "localhost"])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    pub fn metrics(&self) -> String {
-        http_get(&format!("127.0.0.1:{}", self.admin_port), "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default()
-    }
-
-    /// The value of one sample line of the metrics, 0 when absent.
-    pub fn metric(&self, series: &str) -> f64 {
-        metric_value(&self.metrics(), series)
-    }
-
-    /// The sum of every sample of a family whose labels contain all `must_contain` strings.
-    pub fn metric_sum(&self, family: &str, must_contain: &[&str]) -> f64 {
-        metric_sum_of(&self.metrics(), family, must_contain)
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.proc
-            .as_ref()
-            .map(|p| p.tail(lines))
-            .unwrap_or_default()
-    }
-
-    pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Hookguard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The value of one sample line (`name{labels}` exactly, or a bare name) in a scrape, 0 when absent.
-pub fn metric_value(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .filter(|rest| rest.starts_with(' '))
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
-/// The sum of every sample of a family whose labels contain all `must_contain` strings.
-pub fn metric_sum_of(scrape: &str, family: &str, must_contain: &[&str]) -> f64 {
-    scrape
-        .lines()
-        .filter(|l| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family} ")))
-        .filter(|l| must_contain.iter().all(|m| l.contains(m)))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
-}
-
-/// Every series name a scrape exports: the sample names, plus, from the `# TYPE` lines, the
-/// suffixed names of counters and histograms (so a query may use either spelling).
-pub fn exported_metric_names(scrape: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for line in scrape.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let mut it = rest.split_whitespace();
-            if let (Some(name), Some(kind)) = (it.next(), it.next()) {
-                names.insert(name.to_owned());
-                let suffixes: &[&str] = match kind {
-                    "counter" => &["_total"],
-                    "histogram" => &["_bucket", "_sum", "_count"],
-                    _ => &[],
-                };
-                for s in suffixes {
-                    names.insert(format!("{name}{s}"));
-                }
-            }
-        } else if !line.starts_with('#') {
-            let end = line.find(['{', ' ']).unwrap_or(line.len());
-            if end > 0 {
-                names.insert(line[..end].to_owned());
-            }
-        }
-    }
-    names
-}
-
-/// Standard base64 (a Secret's `data`, a caBundle) decoded.
-pub fn b64_decode(s: &str) -> Result<Vec<u8>> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map_err(|e| format!("bad base64: {e}"))
-}
-
-/// `hookguard serve` or `hookguard controller` with arguments of a scenario's choosing, on free
-/// loopback ports (`port` is 0 for a controller: it has no webhook).
-pub struct Served {
-    pub port: u16,
-    pub admin_port: u16,
-    proc: Proc,
-}
-
-impl Served {
-    /// Starts `hookguard serve --addr --admin-addr <args>` and waits until /livez answers
-    /// (not /readyz: some modes become ready only after talking to the API server).
-    pub fn start(
-        name: &str,
-        dir: &Path,
-        args: &[String],
-        env: &[(&str, String)],
-    ) -> Result<Served> {
-        Served::start_at(free_port(), name, dir, args, env)
-    }
-
-    /// The same, with the webhook on `127.0.0.1:port` (an address the API server was configured
-    /// for, e.g. `Cluster::mtls_webhook_port`).
-    pub fn start_at(
-        port: u16,
-        name: &str,
-        dir: &Path,
-        args: &[String],
-        env: &[(&str, String)],
-    ) -> Result<Served> {
-        Served::spawn("serve", Some(port), name, dir, args, env)
-    }
-
-    /// Starts `hookguard controller --admin-addr <args>` (the inventory, orphans, janitor and
-    /// leader election; no webhook port) and waits until /livez answers.
-    pub fn controller(
-        name: &str,
-        dir: &Path,
-        args: &[String],
-        env: &[(&str, String)],
-    ) -> Result<Served> {
-        Served::spawn("controller", None, name, dir, args, env)
-    }
-
-    fn spawn(
-        command: &str,
-        port: Option<u16>,
-        name: &str,
-        dir: &Path,
-        args: &[String],
-        env: &[(&str, String)],
-    ) -> Result<Served> {
-        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let admin_port = free_port();
-        let mut all = vec![command.to_owned()];
-        all.extend(port.map(|p| format!("--addr=127.0.0.1:{p}")));
-        all.push(format!("--admin-addr=127.0.0.1:{admin_port}"));
-        all.extend_from_slice(args);
-        let exe = PathBuf::from(env!("CARGO_BIN_EXE_hookguard"));
-        let proc = Proc::spawn(name, dir, &exe, &all, env)?;
-        let served = Served {
-            port: port.unwrap_or(0),
-            admin_port,
-            proc,
-        };
-        wait_for(&format!("{name} /livez"), Duration::from_secs(30), || {
-            http_get(&served.admin(), "/livez").filter(|(s, _)| *s == 200)
-        })?;
-        Ok(served)
-    }
-
-    pub fn admin(&self) -> String {
-        format!("127.0.0.1:{}", self.admin_port)
-    }
-
-    pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    pub fn ready(&self) -> bool {
-        http_get(&self.admin(), "/readyz").is_some_and(|(s, _)| s == 200)
-    }
-
-    pub fn metrics(&self) -> String {
-        http_get(&self.admin(), "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default()
-    }
-
-    pub fn metric_sum(&self, family: &str, must_contain: &[&str]) -> f64 {
-        metric_sum_of(&self.metrics(), family, must_contain)
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.proc.tail(lines)
-    }
-
-    pub fn stop(mut self) {
-        self.proc.stop(Duration::from_secs(10));
-    }
-}
-
-/// A tool from Debian's `prometheus` package (`prometheus`, `promtool`) on PATH, or an error
-/// saying how to get it.
-pub fn prometheus_tool(tool: &str) -> Result<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "{tool} not found on PATH: run scripts/install-test-deps.sh (Debian package `prometheus`; DESIGN.md: the tests run promtool and a real Prometheus)"
-            )
-        })
 }

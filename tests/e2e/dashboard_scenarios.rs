@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{
-    Proc, Result, Served, ensure, free_port, http_get, metric_sum_of, prometheus_tool, repo,
-    wait_for,
-};
+use crate::hookguard::Served;
+use crate::proc::{Proc, Result, ensure, free_port, http_get, wait_for};
+use crate::scrape::metric_sum_of;
+use crate::tools::{prometheus_tool, repo};
 use crate::{Env, Scenario};
 
 pub const ALL: &[Scenario] = &[("14-dashboard-queries-return-data", dashboard)];

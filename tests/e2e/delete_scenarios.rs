@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use crate::cluster::{Cluster, Result, ensure, wait_for};
+use crate::cluster::Cluster;
+use crate::proc::{Result, ensure, wait_for};
 use crate::scenarios::{hook_job, hook_pod};
 use crate::{Env, Scenario};
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{Result, ensure, out_text, repo, wait_for};
+use crate::proc::{Result, ensure, out_text, wait_for};
+use crate::tools::repo;
 use crate::{DEFAULT_POLICY, Env, Scenario};
 
 pub const ALL: &[Scenario] = &[

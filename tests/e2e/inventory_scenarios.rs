@@ -8,13 +8,21 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cluster::{Result, Served, ensure, repo, wait_for};
+use crate::hookguard::Served;
+use crate::proc::{Result, ensure, wait_for};
+use crate::tools::repo;
 use crate::{Env, Scenario};
 
-pub const ALL: &[Scenario] = &[(
-    "13-inventory-churn-failures-orphans-janitor-audit",
-    inventory,
-)];
+pub const ALL: &[Scenario] = &[
+    (
+        "13-inventory-churn-failures-orphans-janitor-audit",
+        inventory,
+    ),
+    (
+        "13-orphans-configmap-driver-and-cross-namespace-hooks",
+        orphans_across_drivers_and_namespaces,
+    ),
+];
 
 const LEASE_NS: &str = "e2e-inventory";
 const CHURN: &str = "e2e-inv-churn";
@@ -267,10 +275,12 @@ fn inventory(env: &Env) -> Result<()> {
         )?;
 
         // Leftovers of an uninstalled release, in an unguarded namespace (no label: only the
-        // discovery pass finds them), next to a running hook and one held by Argo CD.
+        // discovery pass finds them), next to a running hook and one held by Argo CD. Its name
+        // is installed nowhere else (a hook of a release named like one installed in another
+        // namespace may belong to that one: never an orphan).
         helm(&[
             "install",
-            "shop",
+            "leftover",
             &chart(),
             "-n",
             ORPHANS,
@@ -278,12 +288,14 @@ fn inventory(env: &Env) -> Result<()> {
             "90s",
         ])?;
         // The test Pod keeps restartPolicy Always here: it never finishes and `helm test` times out.
-        env.cluster
-            .run_fails("helm", &["test", "shop", "-n", ORPHANS, "--timeout", "5s"])?;
+        env.cluster.run_fails(
+            "helm",
+            &["test", "leftover", "-n", ORPHANS, "--timeout", "5s"],
+        )?;
         env.cluster.apply(&format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: argo-presync\n  namespace: {ORPHANS}\n  annotations:\n    helm.sh/hook: pre-install\n  finalizers: [argocd.argoproj.io/hook-finalizer]\nspec:\n  restartPolicy: Never\n  containers: [{{name: c, image: registry.example/c:1}}]\n"
         ))?;
-        helm(&["uninstall", "shop", "-n", ORPHANS])?;
+        helm(&["uninstall", "leftover", "-n", ORPHANS])?;
         let orphans = ns_label(ORPHANS);
         wait_metric(
             leader,
@@ -319,8 +331,8 @@ fn inventory(env: &Env) -> Result<()> {
             || leader.metrics(),
         )?;
         let expected: BTreeSet<(String, String, String)> = [
-            (ORPHANS, "Job", "shop-migrate"),
-            (ORPHANS, "Pod", "shop-test-connection"),
+            (ORPHANS, "Job", "leftover-migrate"),
+            (ORPHANS, "Pod", "leftover-test-connection"),
             (ORPHANS, "Pod", "argo-presync"),
         ]
         .iter()
@@ -365,13 +377,13 @@ fn inventory(env: &Env) -> Result<()> {
                 .collect()
         };
         ensure(
-            problems("shop-migrate") == ["finished-long-ago", "no-delete-policy", "orphaned"],
-            || format!("{:?}", row("shop-migrate")),
+            problems("leftover-migrate") == ["finished-long-ago", "no-delete-policy", "orphaned"],
+            || format!("{:?}", row("leftover-migrate")),
         )?;
         ensure(
-            row("shop-test-connection")["state"] == "active"
-                && problems("shop-test-connection").contains(&"orphaned".to_owned()),
-            || format!("{:?}", row("shop-test-connection")),
+            row("leftover-test-connection")["state"] == "active"
+                && problems("leftover-test-connection").contains(&"orphaned".to_owned()),
+            || format!("{:?}", row("leftover-test-connection")),
         )?;
         ensure(
             row("argo-presync")["release"] == "unknown"
@@ -449,16 +461,17 @@ fn inventory(env: &Env) -> Result<()> {
                 Duration::from_secs(30),
                 || {
                     let present = hooks_per_kubectl(env, &[ORPHANS]);
-                    (!present.iter().any(|(_, _, n)| n == "shop-migrate")).then_some(present)
+                    (!present.iter().any(|(_, _, n)| n == "leftover-migrate")).then_some(present)
                 },
             )?;
             // Give it a few more rounds: nothing else may go.
             std::thread::sleep(Duration::from_secs(4));
             let present = hooks_per_kubectl(env, &[ORPHANS]);
             let names: Vec<&str> = present.iter().map(|(_, _, n)| n.as_str()).collect();
-            ensure(names == ["argo-presync", "shop-test-connection"], || {
-                format!("left: {names:?}")
-            })?;
+            ensure(
+                names == ["argo-presync", "leftover-test-connection"],
+                || format!("left: {names:?}"),
+            )?;
             ensure(
                 real.metric_sum("hookguard_janitor_deletions_total", &["mode=\"delete\""]) == 1.0,
                 || real.metrics(),
@@ -493,4 +506,137 @@ fn inventory(env: &Env) -> Result<()> {
             .kubectl(&["delete", "namespace", ns, "--wait=false"]);
     }
     result
+}
+
+/// Releases stored by `HELM_DRIVER=configmap`: their hooks are orphans exactly once the release
+/// is uninstalled.
+const CM_NS: &str = "e2e-unguarded-orph-cm";
+/// A release whose migration Job lives in `XNS_HOOKS`, another namespace.
+const XNS_RELEASE: &str = "e2e-unguarded-orph-rel";
+const XNS_HOOKS: &str = "e2e-unguarded-orph-hooks";
+
+/// Orphan detection beyond the Secret driver and the release's own namespace, with one
+/// controller (no leader election): a hook of a release stored as ConfigMaps, and a hook created
+/// in another namespace than its release's, are not orphans while their release is installed,
+/// and are once it is uninstalled; `hookguard audit` agrees.
+fn orphans_across_drivers_and_namespaces(env: &Env) -> Result<()> {
+    for ns in [CM_NS, XNS_RELEASE, XNS_HOOKS] {
+        env.cluster.namespace(ns)?;
+    }
+    let dir = env.cluster.work.join("orphans");
+    let controller = Served::controller(
+        "orphans",
+        &dir,
+        &[
+            format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
+            "--leader-election=false".to_owned(),
+            "--inventory-discovery-interval=2s".to_owned(),
+        ],
+        &[],
+    )?;
+    let configmap = [("HELM_DRIVER", "configmap")];
+    let result = (|| -> Result<()> {
+        let helm = |env_vars: &[(&str, &str)], args: &[&str]| {
+            env.cluster.run_ok_env("helm", env_vars, args)
+        };
+        let chart = chart();
+        helm(
+            &configmap,
+            &["install", "cmshop", &chart, "-n", CM_NS, "--timeout", "90s"],
+        )?;
+        let records = env
+            .cluster
+            .get_json(&["configmaps", "-n", CM_NS, "-l", "owner=helm,name=cmshop"])
+            .ok_or("cannot list ConfigMaps")?;
+        ensure(
+            records["items"].as_array().is_some_and(|i| i.len() == 1),
+            || format!("HELM_DRIVER=configmap stored no ConfigMap release record: {records}"),
+        )?;
+        helm(
+            &[],
+            &[
+                "install",
+                "xshop",
+                &chart,
+                "-n",
+                XNS_RELEASE,
+                "--set",
+                &format!("migrate.namespace={XNS_HOOKS}"),
+                "--timeout",
+                "90s",
+            ],
+        )?;
+        ensure(
+            env.cluster
+                .get_json(&["job", "xshop-migrate", "-n", XNS_HOOKS])
+                .is_some(),
+            || format!("the migration Job is not in {XNS_HOOKS}"),
+        )?;
+
+        // Both migration Jobs are seen, and stay non-orphans over several discovery rounds.
+        for ns in [CM_NS, XNS_HOOKS] {
+            wait_metric(
+                &controller,
+                "hookguard_hook_objects",
+                &[&ns_label(ns), "kind=\"Job\"", "state=\"succeeded\""],
+                1.0,
+            )?;
+        }
+        std::thread::sleep(Duration::from_secs(5));
+        for ns in [CM_NS, XNS_HOOKS] {
+            ensure(
+                controller.metric_sum("hookguard_hook_orphans", &[&ns_label(ns)]) == 0.0,
+                || format!("hooks in {ns} counted as orphans while their release is installed"),
+            )?;
+            ensure(!audit_problems(env, ns)?.contains("orphaned"), || {
+                format!("audit calls a hook in {ns} orphaned while its release is installed")
+            })?;
+        }
+
+        helm(&configmap, &["uninstall", "cmshop", "-n", CM_NS])?;
+        wait_metric(
+            &controller,
+            "hookguard_hook_orphans",
+            &[&ns_label(CM_NS), "kind=\"Job\""],
+            1.0,
+        )?;
+        ensure(audit_problems(env, CM_NS)?.contains("orphaned"), || {
+            "audit does not call the hook of the uninstalled ConfigMap release orphaned".to_owned()
+        })?;
+        ensure(
+            controller.metric_sum("hookguard_hook_orphans", &[&ns_label(XNS_HOOKS)]) == 0.0,
+            || "uninstalling one release orphaned another's hook".to_owned(),
+        )?;
+
+        helm(&[], &["uninstall", "xshop", "-n", XNS_RELEASE])?;
+        wait_metric(
+            &controller,
+            "hookguard_hook_orphans",
+            &[&ns_label(XNS_HOOKS), "kind=\"Job\""],
+            1.0,
+        )?;
+        ensure(audit_problems(env, XNS_HOOKS)?.contains("orphaned"), || {
+            "audit does not call the cross-namespace hook of the uninstalled release orphaned"
+                .to_owned()
+        })
+    })();
+    if result.is_err() {
+        eprintln!("===== orphans =====\n{}", controller.log_tail(40));
+    }
+    controller.stop();
+    for ns in [CM_NS, XNS_RELEASE, XNS_HOOKS] {
+        let _ = env
+            .cluster
+            .kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
+    result
+}
+
+/// Every problem `hookguard audit` reports for the hooks in `ns`.
+fn audit_problems(env: &Env, ns: &str) -> Result<BTreeSet<String>> {
+    Ok(audit(env, ns)?
+        .iter()
+        .flat_map(|row| row["problems"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p.as_str().map(str::to_owned))
+        .collect())
 }

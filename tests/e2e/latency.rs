@@ -13,7 +13,7 @@ use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::Env;
-use crate::cluster::Result;
+use crate::proc::Result;
 
 const NS: &str = "e2e-latency";
 const BLOCK: usize = 50;

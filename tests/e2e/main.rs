@@ -12,16 +12,24 @@ mod cluster;
 mod dashboard_scenarios;
 mod delete_scenarios;
 mod helm_scenarios;
+mod hookguard;
 mod inventory_scenarios;
 mod latency;
+mod pki;
+mod proc;
 mod ratchet_scenarios;
 mod scenarios;
+mod scrape;
+mod tools;
 
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cluster::{Cluster, Hookguard, Result, repo, tools_bin, wait_for};
+use crate::cluster::Cluster;
+use crate::hookguard::Hookguard;
+use crate::proc::{Result, wait_for};
+use crate::tools::{repo, tools_bin};
 
 /// What every scenario gets.
 pub struct Env {
@@ -182,11 +190,7 @@ fn setup() -> Result<Env> {
     let work = std::env::temp_dir().join(format!("hookguard-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let cluster = Cluster::start(bin, work.join("cluster"))?;
-    let hookguard = Hookguard::start(
-        std::path::PathBuf::from(env!("CARGO_BIN_EXE_hookguard")),
-        work.join("hookguard"),
-        DEFAULT_POLICY,
-    )?;
+    let hookguard = Hookguard::start(work.join("hookguard"), DEFAULT_POLICY)?;
     let env = Env {
         cluster,
         hookguard: std::sync::Mutex::new(hookguard),

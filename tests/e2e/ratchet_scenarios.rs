@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use crate::cluster::{Cluster, Result, ensure};
+use crate::cluster::Cluster;
+use crate::proc::{Result, ensure};
 use crate::scenarios::{hook_job, hook_pod, text};
 use crate::{DEFAULT_POLICY, Env, Scenario};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::{Result, ensure, wait_for};
+use crate::proc::{Result, ensure, wait_for};
 use crate::{Env, Scenario};
 
 pub const ALL: &[Scenario] = &[

@@ -12,7 +12,10 @@ use serde_json::Value;
 
 use super::{MONITORING_AND_NETPOL, dashboard_json, one, render_values};
 use crate::Env;
-use crate::cluster::{Result, Served, ensure, exported_metric_names, out_text, prometheus_tool};
+use crate::hookguard::Served;
+use crate::proc::{Result, ensure, out_text};
+use crate::scrape::exported_metric_names;
+use crate::tools::prometheus_tool;
 
 /// The alerts rendered whatever the features: the webhook, its certificate and its policy.
 pub(super) const BASE_ALERTS: [&str; 6] = [

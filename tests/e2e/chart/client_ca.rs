@@ -20,8 +20,10 @@ use serde_json::Value;
 
 use super::deployment::{check_deployment, container_args, forbid_arg, require_args};
 use super::{NS, REL, named, render, render_values};
-use crate::cluster::{Result, Served, b64_decode, ensure, repo};
+use crate::hookguard::Served;
+use crate::proc::{Result, b64_decode, ensure};
 use crate::scenarios::hook_pod;
+use crate::tools::repo;
 use crate::{DEFAULT_POLICY, Env};
 
 const CLIENT_CA_ARG: &str = "--client-ca=/etc/hookguard/client-ca/ca.crt";

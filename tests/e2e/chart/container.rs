@@ -20,9 +20,9 @@ use serde_json::Value;
 use super::deployment::container_args;
 use super::webhook_ca_bundles;
 use crate::Env;
-use crate::cluster::{
-    Result, b64_decode, ensure, free_port, http_get, metric_value, repo, wait_for,
-};
+use crate::proc::{Result, b64_decode, ensure, free_port, http_get, wait_for};
+use crate::scrape::metric_value;
+use crate::tools::repo;
 
 /// Where the simulated pod runs: its namespace and name (what the downward API gives it), the
 /// release's full name, the Service name the API server verifies, and a kubeconfig of its

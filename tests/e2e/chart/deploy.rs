@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 use super::dry_run::{install_minimal_crds, remove_minimal_crds, server_dry_run_apply};
 use super::{check_dashboard_configmap, named, one, parse_docs, run_ok};
 use crate::Env;
-use crate::cluster::{Result, ensure, out_text, repo};
+use crate::proc::{Result, ensure, out_text};
+use crate::tools::repo;
 
 pub(super) fn deploy_manifests_current(env: &Env) -> Result<()> {
     // deploy/ is what the chart renders today.

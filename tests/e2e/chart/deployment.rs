@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::strings;
-use crate::cluster::{Result, ensure};
+use crate::proc::{Result, ensure};
 
 /// How the pod gets its serving certificate.
 #[derive(Clone, Copy)]

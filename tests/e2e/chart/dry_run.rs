@@ -10,7 +10,7 @@ use super::{
     EXISTING_SECRET, MONITORING_AND_NETPOL, kinds, parse_docs, run_ok, set_args, template_args,
 };
 use crate::Env;
-use crate::cluster::{Result, ensure};
+use crate::proc::{Result, ensure};
 
 /// Minimal stand-ins for the CRDs of cert-manager and prometheus-operator (the file says how
 /// minimal).

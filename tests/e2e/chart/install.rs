@@ -15,7 +15,7 @@ use super::deployment::{Tls, check_deployment, container_args};
 use super::rbac::{Grant, check_rbac, service_account_permissions};
 use super::{chart, get, of_kind, parse_docs, run_ok, set_args, webhook_ca_bundles, webhooks};
 use crate::Env;
-use crate::cluster::{Result, ensure, wait_for};
+use crate::proc::{Result, ensure, wait_for};
 
 /// The release's webhooks point at a Service with no real backend (simulated pods): both are set
 /// to Ignore so that nothing else in the cluster is refused while it is installed.

@@ -40,7 +40,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::cluster::{Result, ensure, repo};
+use crate::proc::{Result, ensure};
+use crate::tools::repo;
 use crate::{Env, Scenario};
 
 pub const ALL: &[Scenario] = &[

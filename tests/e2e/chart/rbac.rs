@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{of_kind, strings};
 use crate::Env;
-use crate::cluster::{Result, ensure};
+use crate::proc::{Result, ensure};
 
 /// What the chart grants, one set of permissions per feature.
 #[derive(Clone, Copy)]
@@ -21,10 +21,12 @@ pub(super) enum Grant {
     Lease,
     /// The inventory: reading Jobs and Pods in every namespace.
     Inventory,
-    /// Orphan detection: listing Helm's release Secrets.
+    /// Orphan detection with the default `inventory.helmDrivers`: listing Helm's release
+    /// records, Secrets and ConfigMaps.
     Orphans,
-    /// The janitor: deleting Jobs and Pods.
-    Janitor,
+    /// The janitor: deleting Jobs and Pods in these namespaces (`janitor.namespaces`): one Role
+    /// per namespace for a list of names, cluster-wide when one is a glob.
+    Janitor(&'static [&'static str]),
 }
 
 impl Grant {
@@ -38,21 +40,21 @@ impl Grant {
     }
 }
 
-/// One entry per (kind, role name, API group, resource, verb, resourceName) of the Roles and
-/// ClusterRoles in `docs`, e.g. "Role hookguard-controller coordination.k8s.io/leases get
-/// hookguard" ("*": any name), so that what a value set grants, and to whom, can be compared
-/// exactly.
+/// One entry per (kind, role namespace and name, API group, resource, verb, resourceName) of the
+/// Roles and ClusterRoles in `docs`, e.g. "Role hookguard/hookguard-controller
+/// coordination.k8s.io/leases get hookguard" ("*": any name), so that what a value set grants,
+/// where, and to whom, can be compared exactly.
 fn rbac_rules(docs: &[Value]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for d in docs
         .iter()
         .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
     {
-        let kind = format!(
-            "{} {}",
-            d["kind"].as_str().unwrap_or_default(),
-            d["metadata"]["name"].as_str().unwrap_or_default()
-        );
+        let name = d["metadata"]["name"].as_str().unwrap_or_default();
+        let kind = match d["metadata"]["namespace"].as_str() {
+            Some(ns) if d["kind"] == "Role" => format!("Role {ns}/{name}"),
+            _ => format!("ClusterRole {name}"),
+        };
         for r in d["rules"].as_array().into_iter().flatten() {
             let mut names = strings(&r["resourceNames"]);
             if names.is_empty() {
@@ -72,14 +74,18 @@ fn rbac_rules(docs: &[Value]) -> BTreeSet<String> {
     out
 }
 
-/// The entries (as `rbac_rules` spells them) that `grants` need for release `fullname`.
-fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
+/// The entries (as `rbac_rules` spells them) that `grants` need for release `fullname` in `ns`.
+fn expected_rbac(fullname: &str, ns: &str, grants: &[Grant]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for grant in grants {
         let holder = grant.holder(fullname);
         let mut add = |kind: &str, resource: &str, verbs: &[&str], name: &str| {
+            let role = match kind {
+                "Role" => format!("Role {ns}/{holder}"),
+                _ => format!("ClusterRole {holder}"),
+            };
             for verb in verbs {
-                out.insert(format!("{kind} {holder} {resource} {verb} {name}"));
+                out.insert(format!("{role} {resource} {verb} {name}"));
             }
         };
         match grant {
@@ -116,10 +122,22 @@ fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
                 add("ClusterRole", "batch/jobs", &["get", "list", "watch"], "*");
                 add("ClusterRole", "/pods", &["get", "list", "watch"], "*");
             }
-            Grant::Orphans => add("ClusterRole", "/secrets", &["list", "watch"], "*"),
-            Grant::Janitor => {
+            Grant::Orphans => {
+                add("ClusterRole", "/secrets", &["list", "watch"], "*");
+                add("ClusterRole", "/configmaps", &["list", "watch"], "*");
+            }
+            Grant::Janitor(namespaces) if namespaces.iter().any(|n| n.contains(['*', '?'])) => {
                 add("ClusterRole", "/pods", &["delete"], "*");
                 add("ClusterRole", "batch/jobs", &["delete"], "*");
+            }
+            Grant::Janitor(namespaces) => {
+                for target in *namespaces {
+                    for resource in ["/pods", "batch/jobs"] {
+                        out.insert(format!(
+                            "Role {target}/{holder}-janitor {resource} delete *"
+                        ));
+                    }
+                }
             }
         }
     }
@@ -127,10 +145,11 @@ fn expected_rbac(fullname: &str, grants: &[Grant]) -> BTreeSet<String> {
 }
 
 /// The Roles and ClusterRoles in `docs` grant exactly `grants`, and each is bound by one binding
-/// of the same name to the ServiceAccount of that name (the process's own).
+/// of the same name (and namespace) to the ServiceAccount of the process it is for: its own name,
+/// or the controller's for the janitor's per-namespace Roles.
 pub(super) fn check_rbac(docs: &[Value], fullname: &str, ns: &str, grants: &[Grant]) -> Result<()> {
     let got = rbac_rules(docs);
-    let want = expected_rbac(fullname, grants);
+    let want = expected_rbac(fullname, ns, grants);
     ensure(got == want, || {
         format!(
             "RBAC: granted but not needed {:?}; needed but not granted {:?}",
@@ -143,25 +162,31 @@ pub(super) fn check_rbac(docs: &[Value], fullname: &str, ns: &str, grants: &[Gra
         ("ClusterRole", "ClusterRoleBinding"),
     ] {
         let (roles, bindings) = (of_kind(docs, role), of_kind(docs, binding));
-        ensure(roles.len() == bindings.len() && roles.len() <= 2, || {
+        ensure(roles.len() == bindings.len(), || {
             format!("{} {role}, {} {binding}", roles.len(), bindings.len())
         })?;
+        let controller = format!("{fullname}-controller");
+        let janitor = format!("{controller}-janitor");
         for r in roles {
             let name = r["metadata"]["name"].as_str().unwrap_or_default();
-            ensure(
-                name == fullname || name == format!("{fullname}-controller"),
-                || format!("{role} {name}"),
-            )?;
+            let sa = match name {
+                n if n == fullname || n == controller => n,
+                n if n == janitor && role == "Role" => controller.as_str(),
+                n => return Err(format!("unexpected {role} {n}")),
+            };
             let b = bindings
                 .iter()
-                .find(|b| b["metadata"]["name"] == name)
-                .ok_or_else(|| format!("no {binding} {name}"))?;
+                .find(|b| {
+                    b["metadata"]["name"] == name
+                        && b["metadata"]["namespace"] == r["metadata"]["namespace"]
+                })
+                .ok_or_else(|| format!("no {binding} {name} beside the {role}"))?;
             ensure(
                 b["roleRef"]["kind"] == role
                     && b["roleRef"]["name"] == name
                     && b["subjects"]
                         == serde_json::json!([
-                            {"kind": "ServiceAccount", "name": name, "namespace": ns}
+                            {"kind": "ServiceAccount", "name": sa, "namespace": ns}
                         ]),
                 || format!("{binding} {b}"),
             )?;
@@ -199,6 +224,7 @@ pub(super) fn service_account_permissions(env: &Env, ns: &str, fullname: &str) -
         ),
         (vec!["watch", "jobs.batch", "-A"], false),
         (vec!["update", "configmaps", "-n", ns], false),
+        (vec!["list", "configmaps", "-A"], false),
         (vec!["update", "deployments.apps", "-n", ns], false),
     ];
     const VERBS: [&str; 8] = [
@@ -235,6 +261,7 @@ pub(super) fn service_account_permissions(env: &Env, ns: &str, fullname: &str) -
         (vec!["watch", "jobs.batch", "-A"], true),
         (vec!["list", "pods", "-A"], true),
         (vec!["list", "secrets", "-A"], true),
+        (vec!["watch", "configmaps", "-A"], true),
         (vec!["update", &tls, "-n", ns], false),
         (vec!["create", "secrets", "-n", ns], false),
         (vec!["patch", &mwc], false),

@@ -19,7 +19,8 @@ use super::{
     run_ok, schema, set, strings, webhooks,
 };
 use crate::Env;
-use crate::cluster::{Result, ensure, out_text, repo};
+use crate::proc::{Result, ensure, out_text};
+use crate::tools::repo;
 
 /// The certificate mode of the defaults, for release `hookguard` in namespace `hookguard`.
 const SELF_MANAGED: Tls<'static> = Tls::SelfManaged {
@@ -491,7 +492,11 @@ fn every_switch_reaches_its_flag(env: &Env) -> Result<()> {
         &docs,
         REL,
         NS,
-        &[Grant::Certs, Grant::Inventory, Grant::Janitor],
+        &[
+            Grant::Certs,
+            Grant::Inventory,
+            Grant::Janitor(&["team-*", "ci"]),
+        ],
     )?;
     let args = controller_args(&docs)?;
     require_args(
@@ -511,9 +516,13 @@ fn every_switch_reaches_its_flag(env: &Env) -> Result<()> {
     forbid_arg(&args, "--lease")
 }
 
-/// The janitor with leader election: it shares the Lease with the inventory.
+/// The janitor with leader election: it shares the Lease with the inventory. A list of names
+/// (one repeated) gets one Role per namespace, not a cluster-wide delete.
 fn janitor_with_leader_election(env: &Env) -> Result<()> {
-    let docs = render_values(env, &["janitor.enabled=true", "janitor.namespaces={ci}"])?;
+    let docs = render_values(
+        env,
+        &["janitor.enabled=true", "janitor.namespaces={ci,nightly,ci}"],
+    )?;
     check_rbac(
         &docs,
         REL,
@@ -523,7 +532,7 @@ fn janitor_with_leader_election(env: &Env) -> Result<()> {
             Grant::Lease,
             Grant::Inventory,
             Grant::Orphans,
-            Grant::Janitor,
+            Grant::Janitor(&["ci", "nightly"]),
         ],
     )?;
     let args = controller_args(&docs)?;

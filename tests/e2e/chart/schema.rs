@@ -4,7 +4,7 @@
 
 use super::{NS, REL, set_args, template_args};
 use crate::Env;
-use crate::cluster::{Result, ensure};
+use crate::proc::{Result, ensure};
 
 /// (values given with `--set`, what the error must name).
 type Refused = (&'static [&'static str], &'static str);
