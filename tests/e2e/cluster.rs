@@ -51,6 +51,8 @@ impl Cluster {
         fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
         let mtls_webhook_port = free_port();
         let admission_config = webhook_admission_config(&work, &pki, mtls_webhook_port)?;
+        let audit_policy = work.join("audit-policy.yaml");
+        write(&audit_policy, AUDIT_POLICY)?;
         let mut cluster = Cluster {
             kubeconfig: work.join("admin.kubeconfig"),
             bin: bin.clone(),
@@ -111,6 +113,9 @@ impl Cluster {
                     "--admission-control-config-file={}",
                     admission_config.display()
                 ),
+                format!("--audit-policy-file={}", audit_policy.display()),
+                format!("--audit-log-path={}", work.join(AUDIT_LOG).display()),
+                "--audit-log-format=json".into(),
             ],
             &[],
         )?);
@@ -381,6 +386,74 @@ impl Cluster {
 
     pub fn all_alive(&mut self) -> bool {
         self.procs.iter_mut().all(Proc::alive)
+    }
+}
+
+/// The API server's audit log, relative to the cluster's working directory.
+const AUDIT_LOG: &str = "logs/audit.log";
+
+/// Records, at Metadata level, the requests made with ServiceAccount credentials outside
+/// kube-system (the chart's processes run as their ServiceAccounts), and nothing else: the rest
+/// of the suite acts as the admin.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: [\"system:serviceaccounts:kube-system\"]
+  - level: Metadata
+    userGroups: [\"system:serviceaccounts\"]
+  - level: None
+";
+
+/// One API request, as the audit log records it.
+#[derive(Debug, Clone)]
+pub struct AuditedRequest {
+    pub verb: String,
+    /// `group/resource`, or `group/resource/subresource`; the core group is empty.
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub code: u16,
+    pub uri: String,
+}
+
+impl Cluster {
+    /// Every resource request `user` made so far (requests to non-resource URLs such as
+    /// discovery are left out: the API server's default roles allow them to everyone).
+    pub fn audited_requests(&self, user: &str) -> Result<Vec<AuditedRequest>> {
+        let path = self.work.join(AUDIT_LOG);
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let event: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("audit log line {line}: {e}"))?;
+            let o = &event["objectRef"];
+            if event["user"]["username"] != user
+                || !event["impersonatedUser"].is_null()
+                || o.is_null()
+            {
+                continue;
+            }
+            let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+            let mut resource = format!(
+                "{}/{}",
+                o["apiGroup"].as_str().unwrap_or_default(),
+                o["resource"].as_str().unwrap_or_default()
+            );
+            if let Some(sub) = o["subresource"].as_str() {
+                resource = format!("{resource}/{sub}");
+            }
+            out.push(AuditedRequest {
+                verb: text(&event["verb"]).unwrap_or_default(),
+                resource,
+                namespace: text(&o["namespace"]),
+                name: text(&o["name"]),
+                code: event["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
+                uri: text(&event["requestURI"]).unwrap_or_default(),
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -21,7 +21,7 @@ use super::deployment::container_args;
 use super::webhook_ca_bundles;
 use crate::Env;
 use crate::proc::{Result, b64_decode, ensure, free_port, http_get, wait_for};
-use crate::scrape::metric_value;
+use crate::scrape::{metric_sum_of, metric_value};
 use crate::tools::repo;
 
 /// Where the simulated pod runs: its namespace and name (what the downward API gives it), the
@@ -33,6 +33,9 @@ pub(super) struct PodEnv<'a> {
     pub(super) fullname: &'a str,
     pub(super) svc_host: &'a str,
     pub(super) kubeconfig: &'a Path,
+    /// For the controller: a namespace holding a hook Job and a hook Pod without hookguard's
+    /// label, which only its discovery pass finds (by listing, then getting each).
+    pub(super) unlabelled_hooks_in: Option<&'a str>,
 }
 
 const SECRET_KEYS: [&str; 5] = ["ca.crt", "ca.key", "tls.crt", "tls.key", "ca-bundle.crt"];
@@ -457,6 +460,23 @@ fn lease_and_inventory(env: &Env, pod: &PodEnv, ready: &str) -> Result<()> {
                 .then_some(())
         },
     )?;
+    if let Some(ns) = pod.unlabelled_hooks_in {
+        let namespace = format!("namespace=\"{ns}\"");
+        wait_for(
+            &format!("the discovery pass to find the unlabelled hooks in {ns}"),
+            Duration::from_secs(30),
+            || {
+                let metrics = http_get(ready, "/metrics")?.1;
+                ["kind=\"Job\"", "kind=\"Pod\""]
+                    .iter()
+                    .all(|kind| {
+                        metric_sum_of(&metrics, "hookguard_hook_objects", &[&namespace, kind])
+                            >= 1.0
+                    })
+                    .then_some(())
+            },
+        )?;
+    }
     Ok(())
 }
 

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::container::{PodEnv, run_container_locally};
 use super::deployment::{Tls, check_deployment, container_args};
-use super::rbac::{Grant, check_rbac, service_account_permissions};
+use super::rbac::{
+    Grant, check_rbac, requests_use_exactly_the_grants, service_account_permissions,
+};
 use super::{chart, get, of_kind, parse_docs, run_ok, set_args, webhook_ca_bundles, webhooks};
 use crate::Env;
 use crate::proc::{Result, ensure, wait_for};
@@ -104,6 +106,11 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
         ns,
         installed: true,
     };
+    // Hooks only the controller's discovery finds (in a namespace the suite's webhook does not
+    // label), created before the chart's webhook configurations exist.
+    let unlabelled = format!("e2e-unguarded-{name}");
+    env.cluster.namespace(&unlabelled)?;
+    env.cluster.apply(&unlabelled_hooks(&unlabelled))?;
     let installed_at = Instant::now();
     let install = match release.helm("install", &["--create-namespace"]) {
         Ok(out) => out,
@@ -117,7 +124,7 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
     let pod_name = running_pod(&release, "hookguard")?;
     let controller_pod = running_pod(&release, "hookguard-controller")?;
     let controller_name = format!("{name}-controller");
-    let deploy = check_installed(&release, &secret_name, &policy_name)?;
+    let (deploy, stored_rbac) = check_installed(&release, &secret_name, &policy_name)?;
     let controller_deploy = release.get(&["-n", ns, "deployment", &controller_name])?;
     let policy_cm = release.get(&["-n", ns, "configmap", &policy_name])?;
 
@@ -129,6 +136,7 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
         fullname: name,
         svc_host: &svc_host,
         kubeconfig: &kubeconfig,
+        unlabelled_hooks_in: None,
     };
     let first = run_container_locally(env, bin, &deploy, &policy_cm, &pod, "first start")?;
     // The controller's container, as the controller's ServiceAccount.
@@ -140,6 +148,7 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
         fullname: name,
         svc_host: &svc_host,
         kubeconfig: &controller_kubeconfig,
+        unlabelled_hooks_in: Some(&unlabelled),
     };
     run_container_locally(
         env,
@@ -185,6 +194,17 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
     ensure(release.ca_bundles()? == bundles, || {
         "the restart changed the caBundle".into()
     })?;
+    let secret_update = format!("Role {ns}/{name} /secrets update {secret_name}");
+    requests_use_exactly_the_grants(
+        env,
+        &stored_rbac,
+        name,
+        ns,
+        &[(
+            &secret_update,
+            "rotation writes the renewed certificate into the Secret (12-self-managed-certs-*)",
+        )],
+    )?;
 
     release.uninstall()?;
     let window = installed_at.elapsed();
@@ -198,9 +218,11 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
         "e2e:   {bin}: install, hookguard as the ServiceAccount, 2 upgrades (caBundle kept by Helm), restart (CA reused), uninstall in {:.1}s; no webhook configuration or RBAC left behind",
         window.as_secs_f64()
     );
-    let _ = env
-        .cluster
-        .kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    for namespace in [ns, unlabelled.as_str()] {
+        let _ = env
+            .cluster
+            .kubectl(&["delete", "namespace", namespace, "--wait=false"]);
+    }
 
     // The NOTES' demo Pod, against the suite's real hookguard.
     notes_demo_pod_is_fixed(env, &notes)
@@ -253,7 +275,12 @@ fn running_pod(r: &Release, app: &str) -> Result<String> {
 /// What the API server stores after the install: the Deployment (returned), the Service and its
 /// endpoint, no PDB for one replica, the RBAC as stored and as the authorizer sees it; and until
 /// hookguard runs, no Secret and no caBundle.
-fn check_installed(r: &Release, secret_name: &str, policy_name: &str) -> Result<Value> {
+/// The Deployment and the stored Roles, ClusterRoles and their bindings.
+fn check_installed(
+    r: &Release,
+    secret_name: &str,
+    policy_name: &str,
+) -> Result<(Value, Vec<Value>)> {
     let (env, name, ns) = (r.env, r.name, r.ns);
     let deploy = r.get(&["-n", ns, "deployment", name])?;
     check_deployment(
@@ -317,7 +344,7 @@ fn check_installed(r: &Release, secret_name: &str, policy_name: &str) -> Result<
     ensure(r.ca_bundles()?.iter().all(String::is_empty), || {
         "a caBundle exists before hookguard ran".into()
     })?;
-    Ok(deploy)
+    Ok((deploy, stored_rbac))
 }
 
 /// Upgrades while hookguard is stopped, so only Helm acts: the caBundle hookguard patched in
@@ -456,4 +483,11 @@ fn notes_demo_pod_is_fixed(env: &Env, notes: &str) -> Result<()> {
     ensure(got == "Never", || {
         format!("the NOTES' demo Pod got restartPolicy {got:?}")
     })
+}
+
+/// A hook Job and a hook Pod in `ns`, as `kubectl apply` input.
+fn unlabelled_hooks(ns: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: unlabelled-hook\n  namespace: {ns}\n  annotations:\n    helm.sh/hook: pre-install\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: registry.example/c:1}}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: unlabelled-hook\n  namespace: {ns}\n  annotations:\n    helm.sh/hook: test\nspec:\n  restartPolicy: Never\n  containers: [{{name: c, image: registry.example/c:1}}]\n"
+    )
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::{of_kind, strings};
 use crate::Env;
+use crate::cluster::AuditedRequest;
 use crate::proc::{Result, ensure};
 
 /// What the chart grants, one set of permissions per feature.
@@ -193,6 +194,93 @@ pub(super) fn check_rbac(docs: &[Value], fullname: &str, ns: &str, grants: &[Gra
         }
     }
     Ok(())
+}
+
+/// What each process asked of the API server as its ServiceAccount (the audit log) is exactly
+/// what the chart grants it: no request refused, each allowed by one of the chart's rules (in
+/// `docs`) for that ServiceAccount, and each of those rules used, but for `unused`: entries (as
+/// `rbac_rules` spells them) for code paths the run did not take, with the path that needs them.
+pub(super) fn requests_use_exactly_the_grants(
+    env: &Env,
+    docs: &[Value],
+    fullname: &str,
+    ns: &str,
+    unused: &[(&str, &str)],
+) -> Result<()> {
+    let rules = rbac_rules(docs);
+    let mut used = BTreeSet::new();
+    let mut problems = Vec::new();
+    let controller = format!("{fullname}-controller");
+    let janitor = format!("{controller}-janitor");
+    for sa in [fullname, controller.as_str()] {
+        let holds = |role: &str| {
+            if sa == fullname {
+                role == fullname
+            } else {
+                role == controller || role == janitor
+            }
+        };
+        let requests = env
+            .cluster
+            .audited_requests(&format!("system:serviceaccount:{ns}:{sa}"))?;
+        if requests.is_empty() {
+            problems.push(format!("{sa}: no request in the audit log"));
+        }
+        for r in &requests {
+            if r.code == 403 {
+                problems.push(format!("{sa}: refused: {} {}", r.verb, r.uri));
+                continue;
+            }
+            let allowing: Vec<&String> = rules.iter().filter(|e| allows(e, &holds, r)).collect();
+            if allowing.is_empty() {
+                problems.push(format!(
+                    "{sa}: {} {} ({}) is allowed by no rule of the chart",
+                    r.verb, r.uri, r.resource
+                ));
+            }
+            used.extend(allowing.into_iter().cloned());
+        }
+    }
+    let excused: BTreeSet<String> = unused.iter().map(|(e, _)| (*e).to_owned()).collect();
+    for entry in rules.difference(&used) {
+        if !excused.contains(entry) {
+            problems.push(format!("granted, never used: {entry}"));
+        }
+    }
+    for entry in &excused {
+        if used.contains(entry) {
+            problems.push(format!("listed as unused, but used: {entry}"));
+        } else if !rules.contains(entry) {
+            problems.push(format!("listed as unused, but not granted: {entry}"));
+        }
+    }
+    ensure(problems.is_empty(), || {
+        format!("RBAC against the audit log:\n  {}", problems.join("\n  "))
+    })?;
+    eprintln!(
+        "e2e:   audit log: every API request of both ServiceAccounts allowed by a chart rule; {} of {} rules used, {} unused on this run's code paths",
+        used.len(),
+        rules.len(),
+        unused.len()
+    );
+    Ok(())
+}
+
+/// Whether `entry` (as `rbac_rules` spells it), of a role `holds` says the ServiceAccount holds,
+/// allows request `r`.
+fn allows(entry: &str, holds: &impl Fn(&str) -> bool, r: &AuditedRequest) -> bool {
+    let [kind, role, resource, verb, name] = entry.split(' ').collect::<Vec<_>>()[..] else {
+        return false;
+    };
+    let (namespace, role) = match (kind, role.split_once('/')) {
+        ("Role", Some((ns, role))) => (Some(ns), role),
+        _ => (None, role),
+    };
+    holds(role)
+        && namespace.is_none_or(|ns| r.namespace.as_deref() == Some(ns))
+        && resource == r.resource
+        && verb == r.verb
+        && (name == "*" || r.name.as_deref() == Some(name))
 }
 
 /// The API server's own authorizer (`kubectl auth can-i --as`) agrees that, with the default
