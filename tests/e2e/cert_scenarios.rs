@@ -4,6 +4,7 @@
 //! Nothing is simulated here except time, which is compressed (seconds instead of days).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -416,6 +417,7 @@ fn rotation_on_request(env: &Env) -> Result<()> {
             || "the old CA must stay in the bundle until it expires".to_owned(),
         )?;
         create_hook(env, HOOKS_NS2, "on-request-2")?;
+        serves_the_secret_when_publishing_fails(env, &dir, NS2, SECRET2, NAME2)?;
         let rotations = |cert: &str| {
             hg.metric_sum(
                 "hookguard_cert_rotations_total",
@@ -448,5 +450,71 @@ fn rotation_on_request(env: &Env) -> Result<()> {
     let _ = env
         .cluster
         .kubectl(&["delete", "namespace", NS2, HOOKS_NS2, "--wait=false"]);
+    result
+}
+
+/// A second replica whose webhook configurations cannot be read (its ServiceAccount may use
+/// its Secret but not read them) still starts serving, from the valid certificate in the
+/// Secret, and leaves the Secret as it is; its checks keep failing meanwhile.
+fn serves_the_secret_when_publishing_fails(
+    env: &Env,
+    dir: &Path,
+    ns: &str,
+    secret: &str,
+    webhook_config: &str,
+) -> Result<()> {
+    const SA: &str = "e2e-unpublishable";
+    env.cluster.apply(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {SA}, namespace: {ns}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: {SA}, namespace: {ns}}}\nrules:\n  - apiGroups: [\"\"]\n    resources: [secrets]\n    resourceNames: [{secret}]\n    verbs: [get, list, watch, update]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {SA}, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {SA}}}\nsubjects: [{{kind: ServiceAccount, name: {SA}, namespace: {ns}}}]\n"
+    ))?;
+    let kubeconfig = env.cluster.service_account_kubeconfig(ns, SA, SA)?;
+    let key = |k: &str| secret_key_of(env, ns, secret, k);
+    let before = secret_data(env, ns, secret);
+    let hg = Served::start(
+        "hookguard-unpublishable",
+        dir,
+        &[
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--namespace={ns}"),
+            format!("--cert-secret={secret}"),
+            format!("--webhook-config-name={webhook_config}"),
+            "--cert-check-interval=1s".into(),
+        ],
+        &[],
+    )?;
+    let result = (|| -> Result<()> {
+        wait_for("ready without publishing", Duration::from_secs(30), || {
+            hg.ready().then_some(())
+        })?;
+        let tls_not_after = hookguard::certs::not_after(&key("tls.crt").unwrap_or_default())
+            .ok_or("the Secret's tls.crt does not parse")?;
+        ensure(
+            hg.metric_sum("hookguard_tls_cert_expiry_timestamp_seconds", &[])
+                == tls_not_after as f64,
+            || "it does not serve the certificate in the Secret".to_owned(),
+        )?;
+        wait_for("failed checks counted", Duration::from_secs(10), || {
+            (hg.metric_sum("hookguard_cert_reconciles_total", &["result=\"failure\""]) >= 2.0)
+                .then_some(())
+        })?;
+        ensure(
+            hg.log_tail(200)
+                .lines()
+                .any(|l| l.contains("WebhookConfiguration ") && l.contains("is forbidden")),
+            || "the checks do not fail on reading the webhook configurations".to_owned(),
+        )?;
+        ensure(secret_data(env, ns, secret) == before, || {
+            "a replica that could not publish changed the Secret".to_owned()
+        })?;
+        ensure(
+            hg.log_tail(200)
+                .contains("serving the valid certificate in the Secret meanwhile"),
+            || "no warning that it serves while its checks fail".to_owned(),
+        )
+    })();
+    if result.is_err() {
+        eprintln!("===== hookguard-unpublishable =====\n{}", hg.log_tail(40));
+    }
+    hg.stop();
     result
 }

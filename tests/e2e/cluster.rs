@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::pki::{Pki, write};
-use crate::proc::{Proc, Result, free_port, http_get, out_text, wait_for};
+use crate::proc::{Proc, Result, ensure, free_port, http_get, out_text, wait_for};
 use crate::tools::repo;
 
 /// The running control plane.
@@ -419,6 +419,41 @@ pub struct AuditedRequest {
 }
 
 impl Cluster {
+    /// A kubeconfig (written as `<tag>-serviceaccount.kubeconfig`) that authenticates as
+    /// ServiceAccount `sa` of `ns`, with a token from the TokenRequest API: the same kind of
+    /// credential a pod's projected token is.
+    pub fn service_account_kubeconfig(&self, ns: &str, sa: &str, tag: &str) -> Result<PathBuf> {
+        let out = self.run_ok(
+            "kubectl",
+            &["create", "token", sa, "-n", ns, "--duration=1h"],
+            None,
+        )?;
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        ensure(!token.is_empty(), || {
+            "kubectl create token printed nothing".into()
+        })?;
+        let admin: serde_json::Value = serde_saphyr::from_str(
+            &fs::read_to_string(&self.kubeconfig).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("admin kubeconfig: {e}"))?;
+        let cluster = &admin["clusters"][0]["cluster"];
+        let (Some(server), Some(ca)) = (
+            cluster["server"].as_str(),
+            cluster["certificate-authority"].as_str(),
+        ) else {
+            return Err(format!("admin kubeconfig cluster {cluster}"));
+        };
+        let path = self.work.join(format!("{tag}-serviceaccount.kubeconfig"));
+        fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: {sa}\n  user:\n    token: \"{token}\"\ncontexts:\n- name: {sa}\n  context:\n    cluster: e2e\n    user: {sa}\n    namespace: {ns}\ncurrent-context: {sa}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+        Ok(path)
+    }
+
     /// Every resource request `user` made so far (requests to non-resource URLs such as
     /// discovery are left out: the API server's default roles allow them to everyone).
     pub fn audited_requests(&self, user: &str) -> Result<Vec<AuditedRequest>> {

@@ -3,8 +3,6 @@
 //! two upgrades that must keep what hookguard patched in, a restart that reuses the CA, and an
 //! uninstall that leaves no webhook configuration or RBAC behind. Last, the NOTES' demo Pod.
 
-use std::fs;
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -129,7 +127,9 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
     let policy_cm = release.get(&["-n", ns, "configmap", &policy_name])?;
 
     // What kwok cannot show: the container itself, as the chart's ServiceAccount.
-    let kubeconfig = service_account_kubeconfig(env, ns, name, bin)?;
+    let kubeconfig = env
+        .cluster
+        .service_account_kubeconfig(ns, name, &format!("chart-{bin}"))?;
     let pod = PodEnv {
         ns,
         name: &pod_name,
@@ -140,8 +140,11 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
     };
     let first = run_container_locally(env, bin, &deploy, &policy_cm, &pod, "first start")?;
     // The controller's container, as the controller's ServiceAccount.
-    let controller_kubeconfig =
-        service_account_kubeconfig(env, ns, &controller_name, &format!("{bin}-controller"))?;
+    let controller_kubeconfig = env.cluster.service_account_kubeconfig(
+        ns,
+        &controller_name,
+        &format!("chart-{bin}-controller"),
+    )?;
     let controller = PodEnv {
         ns,
         name: &controller_pod,
@@ -396,44 +399,6 @@ fn nothing_left_behind(env: &Env, name: &str, ns: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A kubeconfig that authenticates as the chart's ServiceAccount against the test cluster, with a
-/// token from the TokenRequest API: the same kind of credential a pod's projected token is.
-fn service_account_kubeconfig(env: &Env, ns: &str, sa: &str, tag: &str) -> Result<PathBuf> {
-    let out = run_ok(
-        env,
-        "kubectl",
-        &["create", "token", sa, "-n", ns, "--duration=1h"],
-        None,
-    )?;
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    ensure(!token.is_empty(), || {
-        "kubectl create token printed nothing".into()
-    })?;
-    let admin: Value = serde_saphyr::from_str(
-        &fs::read_to_string(&env.cluster.kubeconfig).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| format!("admin kubeconfig: {e}"))?;
-    let cluster = &admin["clusters"][0]["cluster"];
-    let (Some(server), Some(ca)) = (
-        cluster["server"].as_str(),
-        cluster["certificate-authority"].as_str(),
-    ) else {
-        return Err(format!("admin kubeconfig cluster {cluster}"));
-    };
-    let path = env
-        .cluster
-        .work
-        .join(format!("chart-{tag}-serviceaccount.kubeconfig"));
-    fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: {sa}\n  user:\n    token: \"{token}\"\ncontexts:\n- name: {sa}\n  context:\n    cluster: e2e\n    user: {sa}\n    namespace: {ns}\ncurrent-context: {sa}\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(path)
 }
 
 /// The NOTES tell users to `kubectl apply` a test hook Pod and read back its restartPolicy:
