@@ -21,12 +21,12 @@ test: check unit fuzz-short e2e
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test e2e -- -D warnings
 
 ## Unit tests (engine, rules, config) and integration tests (HTTP, TLS, CLI).
 unit:
-	$(CARGO) test --locked
+	$(CARGO) test --locked --workspace
 
 ## Fuzzing (fuzz/README.md): cargo-fuzz on the nightly toolchain. `fuzz-short` runs every target
 ## for FUZZ_SECONDS and fails on any crash or broken invariant; `fuzz-long` is the recorded run.

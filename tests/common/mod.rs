@@ -100,10 +100,12 @@ pub fn review(
     })
 }
 
-/// Polls a URL until it answers 200.
+/// Polls a URL until it answers 200 (for up to 30 s: a debug build generating its certificates
+/// on a loaded 2-core machine can take several seconds).
 pub async fn wait_ready(url: &str) {
     let client = reqwest::Client::new();
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if let Ok(r) = client.get(url).send().await
             && r.status().is_success()
         {

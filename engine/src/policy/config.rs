@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn shipped_example_documents_exactly_the_defaults() {
-        let text = include_str!("../../examples/policy.yaml");
+        let text = include_str!("../../../examples/policy.yaml");
         let p = Config::from_yaml(text).unwrap();
         let mut expected = Config {
             api_version: Some(CONFIG_API_VERSION.to_owned()),

@@ -1,0 +1,14 @@
+//! hookguard's policy engine: Helm hook annotations parsed like Helm ([`hook`]), a borrowing
+//! view of the object fields the rules read ([`object`]), the rules and their configuration
+//! ([`policy`]), the AdmissionReview wire types ([`admission`]) and `lint` over rendered
+//! manifests ([`lint`]).
+//!
+//! Pure by construction: no I/O, no clock, no async. Its dependency list is the proof (parsing
+//! and data crates only); the webhook, `lint`, `audit` and the controller in the `hookguard`
+//! crate call it.
+
+pub mod admission;
+pub mod hook;
+pub mod lint;
+pub mod object;
+pub mod policy;
