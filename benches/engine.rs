@@ -48,7 +48,7 @@ fn response_of(bytes: &[u8]) -> Value {
 /// The Job review after the API server applied hookguard's patch: needs no second patch.
 fn already_mutated_job(policy: &Policy) -> Vec<u8> {
     let (bytes, outcome) =
-        review(Webhook::Mutate, policy, JOB_REVIEW.as_bytes()).expect("job review answers");
+        review(Webhook::Mutate, policy, JOB_REVIEW.as_bytes(), None).expect("job review answers");
     assert_eq!(
         outcome.result, "patched",
         "the typical Job fixture must be patched"
@@ -60,7 +60,8 @@ fn already_mutated_job(policy: &Policy) -> Vec<u8> {
     let mut r: Value = serde_json::from_str(JOB_REVIEW).expect("fixture is JSON");
     json_patch::patch(&mut r["request"]["object"], &ops).expect("patch applies");
     let body = serde_json::to_vec(&r).expect("serializes");
-    let (bytes, outcome) = review(Webhook::Mutate, policy, &body).expect("mutated review answers");
+    let (bytes, outcome) =
+        review(Webhook::Mutate, policy, &body, None).expect("mutated review answers");
     assert_eq!(outcome.result, "allowed");
     assert!(
         response_of(&bytes).get("patch").is_none(),
@@ -211,9 +212,10 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     .and_then(|pretty| serde_json::from_slice::<Value>(&pretty).ok())
     .map(|v| serde_json::to_vec(&v).expect("serializes"));
     {
-        let (_, o) = review(Webhook::Mutate, &policy, &cm).expect("configmap answers");
+        let (_, o) = review(Webhook::Mutate, &policy, &cm, None).expect("configmap answers");
         assert!(!o.is_hook(), "non-hook ConfigMap must not be judged");
-        let (_, o) = review(Webhook::Mutate, &policy, &large).expect("large configmap answers");
+        let (_, o) =
+            review(Webhook::Mutate, &policy, &large, None).expect("large configmap answers");
         assert!(o.is_hook(), "large ConfigMap must be a hook");
         eprintln!(
             "fixture sizes: job {} B, mutated job {} B, configmap {} B, large configmap {} B, captured helm3 job {} B",
@@ -235,21 +237,23 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     ] {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(name, |b| {
-            b.iter(|| review(webhook, black_box(&policy), black_box(body)).expect("answers"))
+            b.iter(|| review(webhook, black_box(&policy), black_box(body), None).expect("answers"))
         });
     }
     if let Some(body) = &captured {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function("mutate_captured_helm3_job", |b| {
             b.iter(|| {
-                review(Webhook::Mutate, black_box(&policy), black_box(body)).expect("answers")
+                review(Webhook::Mutate, black_box(&policy), black_box(body), None).expect("answers")
             })
         });
     }
     g.throughput(Throughput::Bytes(large.len() as u64));
     g.measurement_time(Duration::from_secs(10));
     g.bench_function("large_configmap_hook", |b| {
-        b.iter(|| review(Webhook::Mutate, black_box(&policy), black_box(&large)).expect("answers"))
+        b.iter(|| {
+            review(Webhook::Mutate, black_box(&policy), black_box(&large), None).expect("answers")
+        })
     });
     g.finish();
 
@@ -268,6 +272,7 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
                 kind: &kind,
                 subresource: false,
                 namespace: "shop",
+                namespace_labels: None,
                 object: Some(black_box(&object)),
                 old_object: None,
             };
@@ -280,7 +285,7 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(5));
     for (name, body) in adversarial_reviews(&base) {
-        let (bytes, _) = review(Webhook::Validate, &policy, &body).expect("answers");
+        let (bytes, _) = review(Webhook::Validate, &policy, &body, None).expect("answers");
         eprintln!(
             "adversarial {name}: body {} B, answer {} B",
             body.len(),
@@ -290,7 +295,13 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                review(Webhook::Validate, black_box(&policy), black_box(&body)).expect("answers")
+                review(
+                    Webhook::Validate,
+                    black_box(&policy),
+                    black_box(&body),
+                    None,
+                )
+                .expect("answers")
             })
         });
         g.bench_function(format!("{name}_serde_json_value"), |b| {

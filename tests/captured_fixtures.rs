@@ -186,7 +186,7 @@ fn captured(file: &str) -> Value {
 
 fn call(webhook: Webhook, policy: &Policy, body: &Value) -> Value {
     let bytes = serde_json::to_vec(body).unwrap();
-    let (out, _) = review(webhook, policy, &bytes).expect("review answers");
+    let (out, _) = review(webhook, policy, &bytes, None).expect("review answers");
     serde_json::from_slice(&out).unwrap()
 }
 

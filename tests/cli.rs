@@ -273,6 +273,26 @@ fn clusterless(home: &std::path::Path) -> Command {
 }
 
 #[test]
+fn a_policy_selecting_namespaces_by_label_needs_namespace_labels() {
+    let dir = common::temp_dir("namespace-labels");
+    let config = dir.join("p.yaml");
+    std::fs::write(
+        &config,
+        "overrides:\n  - namespaceSelector: {matchLabels: {tier: strict}}\n    rules: {image-tag: enforce}\n",
+    )
+    .unwrap();
+    let (args, _) = serve_args(&dir, &["--config", config.to_str().unwrap()]);
+    let out = clusterless(&dir).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("namespaceSelector") && stderr.contains("--namespace-labels"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn serve_is_the_webhook_only_and_its_metrics_are_the_webhooks() {
     let dir = common::temp_dir("webhook-only");
     // The inventory moved to `hookguard controller`: the old flag says where it went.

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::object::Object;
-use crate::policy::{Decision, EngineError, Operation, Policy, Request, Skip, evaluate};
+use crate::policy::{Decision, EngineError, Labels, Operation, Policy, Request, Skip, evaluate};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -70,6 +70,30 @@ struct RequestIn<'a> {
     object: Option<Object<'a>>,
     #[serde(borrow, default)]
     old_object: Option<Object<'a>>,
+}
+
+/// Only the namespace of a review, for [`namespace_of`].
+#[derive(Deserialize)]
+struct NamespaceIn<'a> {
+    #[serde(borrow, default)]
+    request: Option<RequestNamespaceIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RequestNamespaceIn<'a> {
+    #[serde(borrow, default, deserialize_with = "crate::object::opt_cow")]
+    namespace: Option<Cow<'a, str>>,
+}
+
+/// The request's namespace, read without building the objects (the caller looks its labels up
+/// before [`review`]); `None` when the body holds none or is not a review.
+pub fn namespace_of(body: &[u8]) -> Option<String> {
+    let review: NamespaceIn<'_> = serde_json::from_slice(body).ok()?;
+    review
+        .request?
+        .namespace
+        .filter(|ns| !ns.is_empty())
+        .map(Cow::into_owned)
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,10 +192,13 @@ pub struct Outcome {
 }
 
 /// Answers one AdmissionReview body: the serialized response and what was decided.
+/// `namespace_labels`: the labels of the request's namespace, when the policy selects namespaces
+/// by label ([`Policy::uses_namespace_labels`]) and the caller knows them (see [`namespace_of`]).
 pub fn review(
     webhook: Webhook,
     policy: &Policy,
     body: &[u8],
+    namespace_labels: Option<&Labels>,
 ) -> Result<(Vec<u8>, Outcome), AdmissionError> {
     let review: ReviewIn<'_> = serde_json::from_slice(body)?;
     if let Some(v) = review.api_version.as_deref()
@@ -198,6 +225,7 @@ pub fn review(
         kind: &req.kind.kind,
         subresource: req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()),
         namespace,
+        namespace_labels,
         object: req.object.as_ref(),
         old_object: req.old_object.as_ref(),
     };
@@ -398,6 +426,7 @@ mod tests {
             Webhook::Mutate,
             &Policy::default(),
             &envelope("CREATE", hook_pod(), Value::Null),
+            None,
         )
         .unwrap();
         let v = parse(&bytes);
@@ -431,6 +460,7 @@ mod tests {
             Webhook::Validate,
             &Policy::default(),
             &envelope("CREATE", pod, Value::Null),
+            None,
         )
         .unwrap();
         let v = parse(&bytes);
@@ -454,6 +484,7 @@ mod tests {
             Webhook::Validate,
             &Policy::default(),
             &envelope("DELETE", Value::Null, hook_pod()),
+            None,
         )
         .unwrap();
         let v = parse(&bytes);
@@ -469,6 +500,7 @@ mod tests {
             Webhook::Mutate,
             &Policy::default(),
             &envelope("CREATE", hook_pod(), Value::Null),
+            None,
         )
         .unwrap();
         let v = parse(&bytes);
@@ -482,6 +514,7 @@ mod tests {
             Webhook::Mutate,
             &Policy::default(),
             &envelope("CREATE", obj, Value::Null),
+            None,
         )
         .unwrap();
         assert!(parse(&bytes)["response"].get("patch").is_none());
@@ -501,7 +534,7 @@ mod tests {
             in_envelope.to_string(),
             String::from_utf8(envelope("CREATE", in_spec, Value::Null)).unwrap(),
         ] {
-            let err = review(Webhook::Validate, &p, body.as_bytes()).unwrap_err();
+            let err = review(Webhook::Validate, &p, body.as_bytes(), None).unwrap_err();
             assert!(err.to_string().len() > 1 << 20, "serde quotes the value");
             let message = err.bounded_message();
             assert!(
@@ -517,29 +550,35 @@ mod tests {
     fn bad_envelopes_are_errors_not_panics() {
         let p = Policy::default();
         assert!(matches!(
-            review(Webhook::Mutate, &p, b"{"),
+            review(Webhook::Mutate, &p, b"{", None),
             Err(AdmissionError::Malformed(_))
         ));
         assert!(matches!(
-            review(Webhook::Mutate, &p, b"null"),
+            review(Webhook::Mutate, &p, b"null", None),
             Err(AdmissionError::Malformed(_))
         ));
         assert!(matches!(
-            review(Webhook::Mutate, &p, b"{}"),
+            review(Webhook::Mutate, &p, b"{}", None),
             Err(AdmissionError::MissingRequest)
         ));
         assert!(matches!(
-            review(Webhook::Mutate, &p, &{
-                let mut v: Value =
-                    serde_json::from_slice(&envelope("CREATE", hook_pod(), Value::Null)).unwrap();
-                v["apiVersion"] = json!("admission.k8s.io/v1beta1");
-                v.to_string().into_bytes()
-            }),
+            review(
+                Webhook::Mutate,
+                &p,
+                &{
+                    let mut v: Value =
+                        serde_json::from_slice(&envelope("CREATE", hook_pod(), Value::Null))
+                            .unwrap();
+                    v["apiVersion"] = json!("admission.k8s.io/v1beta1");
+                    v.to_string().into_bytes()
+                },
+                None
+            ),
             Err(AdmissionError::UnsupportedVersion(_))
         ));
         let body = envelope("PATCH", hook_pod(), Value::Null);
         assert!(matches!(
-            review(Webhook::Mutate, &p, &body),
+            review(Webhook::Mutate, &p, &body, None),
             Err(AdmissionError::UnknownOperation(_))
         ));
     }

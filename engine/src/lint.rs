@@ -126,6 +126,7 @@ fn lint_value(
         kind: &kind,
         subresource: false,
         namespace: namespace.as_deref().unwrap_or_default(),
+        namespace_labels: None,
         object: Some(&object),
         old_object: None,
     };

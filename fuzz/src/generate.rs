@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use arbitrary::{Result, Unstructured};
 
-use hookguard::policy::{Config, Mode, Policy, RULES};
+use hookguard::policy::{Config, LabelSelector, Mode, Override, Policy, RULES};
 
 use crate::model::{
     CAPABILITIES, Container, DELETE_POLICIES, FINALIZERS, HOOK_EVENTS, HOST_PATHS, IMAGES, JobSpec,
@@ -397,6 +397,34 @@ pub fn policy(u: &mut Unstructured<'_>) -> Result<Policy> {
     };
     if u.arbitrary()? {
         config.exemptions.namespaces.push("team-*".to_owned());
+    }
+    // Scoped modes: by name or glob (these namespaces are generated), and by a label selector
+    // (the review path knows no labels: it never matches, as when a namespace's labels are not
+    // known).
+    for _ in 0..u.int_in_range(0..=3)? {
+        let mut rules = BTreeMap::new();
+        for rule in RULES {
+            if u.ratio(1, 3)? {
+                let mode = *u.choose(&[Mode::Enforce, Mode::Warn, Mode::Off])?;
+                rules.insert(rule.info().id.to_owned(), mode);
+            }
+        }
+        if rules.is_empty() {
+            rules.insert("pod-security".to_owned(), Mode::Warn);
+        }
+        let by_label = u.ratio(1, 4)?;
+        config.overrides.push(Override {
+            namespaces: if by_label && u.arbitrary()? {
+                Vec::new()
+            } else {
+                vec![pick(u, &["shop", "team-*", "default", "*"])?]
+            },
+            namespace_selector: by_label.then(|| LabelSelector {
+                match_labels: BTreeMap::from([("tier".to_owned(), "strict".to_owned())]),
+                match_expressions: Vec::new(),
+            }),
+            rules,
+        });
     }
     let policy = Policy::new(config).expect("generated policies are valid");
     Ok(policy.with_exempt_namespace("hookguard"))

@@ -36,7 +36,7 @@ impl Answer {
 /// that echoes the uid, `/mutate` never denies, `/validate` never patches, DELETE is never denied
 /// nor mutated.
 pub fn answer(webhook: Webhook, policy: &Policy, body: &[u8]) -> Answer {
-    match review(webhook, policy, body) {
+    match review(webhook, policy, body, None) {
         Err(e) => {
             // What routes.rs writes into the 400 body and the log line.
             let message = e.bounded_message();

@@ -12,6 +12,7 @@ mod bounded;
 mod certs;
 mod connections;
 mod inventory;
+mod namespaces;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -32,6 +33,7 @@ pub use inventory::{
     HookObjectLabels, InventoryMetrics, JanitorLabels, NamespaceKindLabels, NamespaceLabels,
     NamespaceOutcomeLabels, OutcomeLabels, ReleaseLabels,
 };
+pub use namespaces::NamespaceMetrics;
 
 pub(crate) type GaugeI = Gauge<i64, AtomicI64>;
 
@@ -79,6 +81,7 @@ pub struct WebhookMetrics {
     pub admission: AdmissionMetrics,
     pub certs: CertMetrics,
     pub connections: ConnectionMetrics,
+    pub namespaces: NamespaceMetrics,
 }
 
 impl WebhookMetrics {
@@ -88,11 +91,13 @@ impl WebhookMetrics {
         let admission = AdmissionMetrics::register(&mut registry, namespace_label);
         let certs = CertMetrics::register(&mut registry);
         let connections = ConnectionMetrics::register(&mut registry, &["webhook", "admin"]);
+        let namespaces = NamespaceMetrics::register(&mut registry);
         WebhookMetrics {
             registry: Arc::new(registry),
             admission,
             certs,
             connections,
+            namespaces,
         }
     }
 }

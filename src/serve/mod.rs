@@ -8,8 +8,10 @@
 //! token (admin server, reloads, certificate loop) last, once the webhook has drained.
 
 mod certs;
+mod namespaces;
 
 pub use certs::CertSource;
+pub use namespaces::NamespaceLabelCache;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -81,6 +83,10 @@ pub struct ServeOptions {
     /// Policy file (YAML). Reloaded when it changes; a bad new file is rejected and the old kept.
     #[arg(long, env = "HOOKGUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Watch Namespaces (metadata only) for their labels, which policy `overrides` with a
+    /// `namespaceSelector` need; uses --kubeconfig. Needs get/list/watch on namespaces.
+    #[arg(long, env = "HOOKGUARD_NAMESPACE_LABELS")]
+    pub namespace_labels: bool,
     /// hookguard's own namespace: never judged (no self-deadlock). Defaults to POD_NAMESPACE.
     #[arg(long, env = "HOOKGUARD_NAMESPACE")]
     pub namespace: Option<String>,
@@ -130,6 +136,10 @@ pub enum ServeError {
         #[source]
         source: ConfigError,
     },
+    #[error(
+        "policy config {path}: an override selects namespaces by label (namespaceSelector): start hookguard serve with --namespace-labels, which reads Namespaces' labels"
+    )]
+    NamespaceLabelsOff { path: PathBuf },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -186,6 +196,9 @@ pub async fn serve(opts: ServeOptions, shutdown: CancellationToken) -> Result<()
     let (policy, policy_bytes) = match &opts.config {
         Some(path) => {
             let (p, bytes) = load_policy(path)?;
+            if p.uses_namespace_labels() && !opts.namespace_labels {
+                return Err(ServeError::NamespaceLabelsOff { path: path.clone() });
+            }
             tracing::info!(path = %path.display(), "loaded policy config");
             (p, Some(bytes))
         }
@@ -195,12 +208,21 @@ pub async fn serve(opts: ServeOptions, shutdown: CancellationToken) -> Result<()
         }
     };
     let metrics = WebhookMetrics::new(opts.metrics_namespace_label);
-    let state = AppState::new(
+    let background = CancellationToken::new();
+    let namespace_labels = if opts.namespace_labels {
+        let conn = crate::cluster::connect(opts.kubeconfig.as_deref()).await?;
+        let cache = NamespaceLabelCache::new(conn.client, metrics.namespaces.clone());
+        tokio::spawn(cache.clone().run(background.child_token()));
+        Some(Arc::new(cache) as Arc<dyn crate::server::NamespaceLabels>)
+    } else {
+        None
+    };
+    let state = AppState::with_namespace_labels(
         policy.with_exempt_namespace(&own_namespace),
         metrics.admission.clone(),
+        namespace_labels,
     );
     let readiness = Readiness::default();
-    let background = CancellationToken::new();
 
     // Admin server (plain HTTP) first: /livez and /metrics answer while certificates are set up.
     let admin = connections::bind_admin(
@@ -320,6 +342,10 @@ fn watch_policy(
         opts.reload_interval,
         stop,
         move |files| match policy_from_bytes(&files[0]) {
+            Ok(policy) if policy.uses_namespace_labels() && !state.knows_namespace_labels() => {
+                state.metrics.record_config_reload("failure");
+                tracing::warn!(path = %path.display(), error = %ServeError::NamespaceLabelsOff { path: path.clone() }, "new policy config rejected; keeping the current one");
+            }
             Ok(policy) => {
                 state
                     .policy

@@ -14,9 +14,17 @@ use axum::routing::post;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
+use futures::future::BoxFuture;
+
 use crate::admission::{self, Webhook};
 use crate::metrics::AdmissionMetrics;
-use crate::policy::Policy;
+use crate::policy::{Labels, Policy};
+
+/// Where the webhook finds a namespace's labels, for policy overrides with a
+/// `namespaceSelector`; `None`: not known (then no selector matches).
+pub trait NamespaceLabels: Send + Sync {
+    fn labels<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Option<Labels>>;
+}
 
 /// What the handlers share.
 pub struct AppState {
@@ -26,16 +34,42 @@ pub struct AppState {
     /// once, so they can neither starve the async workers (health checks, small reviews) nor pile
     /// up threads.
     engine_slots: Arc<Semaphore>,
+    /// Present with `--namespace-labels`.
+    namespace_labels: Option<Arc<dyn NamespaceLabels>>,
 }
 
 impl AppState {
     pub fn new(policy: Policy, metrics: AdmissionMetrics) -> Arc<Self> {
+        Self::with_namespace_labels(policy, metrics, None)
+    }
+
+    pub fn with_namespace_labels(
+        policy: Policy,
+        metrics: AdmissionMetrics,
+        namespace_labels: Option<Arc<dyn NamespaceLabels>>,
+    ) -> Arc<Self> {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Arc::new(AppState {
             policy: ArcSwap::from_pointee(policy),
             metrics,
             engine_slots: Arc::new(Semaphore::new(cores)),
+            namespace_labels,
         })
+    }
+
+    /// Whether namespace labels can be looked up (a policy selecting by label needs them).
+    pub fn knows_namespace_labels(&self) -> bool {
+        self.namespace_labels.is_some()
+    }
+
+    /// The labels of the review's namespace, when the policy selects namespaces by label.
+    async fn namespace_labels_for(&self, policy: &Policy, body: &[u8]) -> Option<Labels> {
+        let source = self.namespace_labels.as_ref()?;
+        if !policy.uses_namespace_labels() {
+            return None;
+        }
+        let namespace = admission::namespace_of(body)?;
+        source.labels(&namespace).await
     }
 }
 
@@ -101,8 +135,10 @@ async fn judge(
     body: Bytes,
 ) -> Result<(Vec<u8>, admission::Outcome), Unanswered> {
     let policy = state.policy.load_full();
+    let labels = state.namespace_labels_for(&policy, &body).await;
     if body.len() <= INLINE_BODY_BYTES {
-        return admission::review(webhook, &policy, &body).map_err(Unanswered::Invalid);
+        return admission::review(webhook, &policy, &body, labels.as_ref())
+            .map_err(Unanswered::Invalid);
     }
     let permit = match tokio::time::timeout(
         ENGINE_QUEUE_WAIT,
@@ -116,7 +152,7 @@ async fn judge(
     let task = tokio::task::spawn_blocking(move || {
         // Held until the engine is done, even when the request times out meanwhile.
         let _permit = permit;
-        admission::review(webhook, &policy, &body)
+        admission::review(webhook, &policy, &body, labels.as_ref())
     });
     match task.await {
         Ok(result) => result.map_err(Unanswered::Invalid),

@@ -11,7 +11,6 @@ use base64::Engine as _;
 
 use crate::hookguard::Served;
 use crate::proc::{Result, ensure, wait_for};
-use crate::tools::repo;
 use crate::{Env, Scenario};
 
 pub const ALL: &[Scenario] = &[
@@ -78,33 +77,8 @@ fn published_in(env: &Env, name: &str) -> Vec<String> {
 
 /// Applies the chart's webhook configurations (named `name`) for hookguard at `url`, rendered
 /// without a caBundle: hookguard must publish it.
-fn register(env: &Env, ns: &str, name: &str, url: &str) -> Result<()> {
-    let chart = repo().join("charts/hookguard").display().to_string();
-    let rendered = env.cluster.run_ok(
-        "helm",
-        &[
-            "template",
-            name,
-            &chart,
-            "--namespace",
-            ns,
-            "--show-only",
-            "templates/webhooks.yaml",
-            "--set",
-            &format!("fullnameOverride={name}"),
-            "--set",
-            &format!("webhook.url={url}"),
-        ],
-        None,
-    )?;
-    let yaml = String::from_utf8_lossy(&rendered.stdout).into_owned();
-    ensure(!yaml.contains("caBundle"), || {
-        format!(
-            "the out-of-cluster render without webhook.caBundle must carry no caBundle:\n{yaml}"
-        )
-    })?;
-    env.cluster.apply(&yaml)?;
-    Ok(())
+fn register(env: &Env, name: &str, url: &str) -> Result<()> {
+    env.apply_webhooks(name, url, None, &[])
 }
 
 /// Creates a hook ConfigMap through the API server; Err if it fails or is not mutated.
@@ -168,7 +142,7 @@ fn self_managed_rotation(env: &Env) -> Result<()> {
 
         // Register the chart's webhook configurations for replica A, without a caBundle:
         // hookguard must publish it.
-        register(env, NS, NAME, &a.url())?;
+        register(env, NAME, &a.url())?;
         wait_for(
             "caBundle published in both configurations",
             Duration::from_secs(20),
@@ -353,7 +327,7 @@ fn rotation_on_request(env: &Env) -> Result<()> {
         wait_for("ready", Duration::from_secs(30), || {
             hg.ready().then_some(())
         })?;
-        register(env, NS2, NAME2, &hg.url())?;
+        register(env, NAME2, &hg.url())?;
         let settled = || {
             let bundle = key("ca-bundle.crt")?;
             let annotated = env.cluster.get_json(&["secret", "-n", NS2, SECRET2])?["metadata"]

@@ -18,6 +18,7 @@ mod latency;
 mod pki;
 mod proc;
 mod ratchet_scenarios;
+mod rollout_scenarios;
 mod scenarios;
 mod scrape;
 mod tools;
@@ -54,31 +55,62 @@ impl Env {
     /// The same for a hookguard at `url` whose certificate `ca_bundle` (base64 PEM) verifies: the
     /// configurations keep their names, so this replaces the suite's until `register_webhooks`.
     pub fn register_webhooks_for(&self, url: &str, ca_bundle: &str) -> Result<()> {
-        let chart = repo().join("charts/hookguard");
-        let out = self.cluster.run(
-            "helm",
-            &[
-                "template",
-                "hookguard",
-                &chart.display().to_string(),
-                "--namespace",
-                "hookguard",
-                "--show-only",
-                "templates/webhooks.yaml",
-                "--set",
-                &format!("webhook.url={url}"),
-                "--set",
-                &format!("webhook.caBundle={ca_bundle}"),
-            ],
-            None,
+        self.apply_webhooks("hookguard", url, Some(ca_bundle), &[])
+    }
+
+    /// Renders the chart's two webhook configurations, named `name`, for a hookguard at `url`
+    /// and applies them: with `ca_bundle` (base64 PEM), or without one (hookguard must publish
+    /// it); for the objects of `namespaces` only, unless empty.
+    pub fn apply_webhooks(
+        &self,
+        name: &str,
+        url: &str,
+        ca_bundle: Option<&str>,
+        namespaces: &[&str],
+    ) -> Result<()> {
+        let chart = repo().join("charts/hookguard").display().to_string();
+        let (full, url) = (
+            format!("fullnameOverride={name}"),
+            format!("webhook.url={url}"),
         );
-        if !out.status.success() {
+        let mut args = vec![
+            "template",
+            name,
+            &chart,
+            "--namespace",
+            "hookguard",
+            "--show-only",
+            "templates/webhooks.yaml",
+            "--set",
+            &full,
+            "--set",
+            &url,
+        ];
+        let ca = ca_bundle.map(|b| format!("webhook.caBundle={b}"));
+        if let Some(ca) = &ca {
+            args.extend(["--set", ca]);
+        }
+        let out = self.cluster.run_ok("helm", &args, None)?;
+        let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
+        if ca_bundle.is_none() && yaml.contains("caBundle") {
             return Err(format!(
-                "helm template: {}",
-                String::from_utf8_lossy(&out.stderr)
+                "the out-of-cluster render without webhook.caBundle must carry no caBundle:\n{yaml}"
             ));
         }
-        self.cluster.apply(&String::from_utf8_lossy(&out.stdout))?;
+        if namespaces.is_empty() {
+            self.cluster.apply(&yaml)?;
+            return Ok(());
+        }
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&yaml).map_err(|e| format!("webhooks.yaml: {e}"))?;
+        for mut doc in docs.into_iter().filter(|d| d.is_object()) {
+            for webhook in doc["webhooks"].as_array_mut().into_iter().flatten() {
+                webhook["namespaceSelector"] = serde_json::json!({"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}
+                ]});
+            }
+            self.cluster.apply(&doc.to_string())?;
+        }
         Ok(())
     }
 
@@ -109,6 +141,7 @@ fn main() -> ExitCode {
     all.extend_from_slice(dashboard_scenarios::ALL);
     all.extend_from_slice(delete_scenarios::ALL);
     all.extend_from_slice(ratchet_scenarios::ALL);
+    all.extend_from_slice(rollout_scenarios::ALL);
     let selected: Vec<Scenario> = all
         .into_iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))

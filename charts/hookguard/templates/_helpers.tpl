@@ -129,9 +129,17 @@ deletes need a ClusterRole rule. A list of names gets one Role per namespace ins
 {{- if and (include "hookguard.inCluster" .) .Values.webhook.clientCA.enabled }}true{{ end -}}
 {{- end -}}
 
+{{/* The policy selects namespaces by label (an override with a namespaceSelector): the webhook
+then watches Namespaces (--namespace-labels). */}}
+{{- define "hookguard.namespaceLabels" -}}
+{{- if include "hookguard.inCluster" . }}
+{{- range .Values.policy.overrides }}{{ if hasKey . "namespaceSelector" }}true{{ end }}{{ end -}}
+{{- end }}
+{{- end -}}
+
 {{/* True when the webhook process talks to the Kubernetes API (and so needs a token). */}}
 {{- define "hookguard.needsAPI" -}}
-{{- include "hookguard.selfManaged" . -}}
+{{- include "hookguard.selfManaged" . -}}{{- include "hookguard.namespaceLabels" . -}}
 {{- end -}}
 
 {{/*

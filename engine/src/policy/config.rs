@@ -3,6 +3,7 @@
 //! A [`Config`] is what the file says; a [`Policy`] is the validated, compiled form the engine reads
 //! (modes indexed like the rule registry, namespace globs compiled).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -11,6 +12,7 @@ use wildmatch::WildMatch;
 
 use super::did_you_mean::closest;
 use super::rules::{RULES, RuleInfo};
+use super::selector::{LabelSelector, Labels};
 
 /// The `apiVersion` a config file may declare.
 pub const CONFIG_API_VERSION: &str = "hookguard.io/v1alpha1";
@@ -51,11 +53,28 @@ pub struct Config {
     pub kind: Option<String>,
     /// Mode per rule id; rules not listed keep their default mode.
     pub rules: BTreeMap<String, Mode>,
+    /// Modes for some namespaces only, on top of `rules`; later entries win.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
     pub job_ttl: JobTtl,
     pub image_tag: ImageTag,
     /// Kinds that must never be hooks, as `Kind` (core group) or `Kind.group`.
     pub long_running_kinds: Vec<String>,
     pub exemptions: Exemptions,
+}
+
+/// Modes for the namespaces an entry matches. It matches a namespace when every selector it
+/// sets holds: one of `namespaces` (names or globs) and `namespaceSelector` (on the Namespace's
+/// labels). For each rule, the last matching entry that names it decides; rules no matching entry
+/// names keep their mode from `rules`. Exempt namespaces stay exempt.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Override {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    pub rules: BTreeMap<String, Mode>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -121,6 +140,7 @@ impl Default for Config {
             api_version: None,
             kind: None,
             rules: BTreeMap::new(),
+            overrides: Vec::new(),
             job_ttl: JobTtl::default(),
             image_tag: ImageTag::default(),
             long_running_kinds: [
@@ -181,8 +201,28 @@ impl Config {
 pub struct Policy {
     config: Config,
     modes: Vec<Mode>,
+    overrides: Vec<CompiledOverride>,
     exempt_namespaces: Vec<WildMatch>,
     object_rules_all: bool,
+}
+
+/// An [`Override`] with its globs compiled and its modes indexed like [`RULES`].
+#[derive(Debug, Clone)]
+struct CompiledOverride {
+    namespaces: Vec<WildMatch>,
+    selector: Option<LabelSelector>,
+    modes: Vec<Option<Mode>>,
+}
+
+impl CompiledOverride {
+    /// Whether it applies in `namespace`; a selector never holds on labels not known.
+    fn matches(&self, namespace: &str, labels: Option<&Labels>) -> bool {
+        (self.namespaces.is_empty() || self.namespaces.iter().any(|g| g.matches(namespace)))
+            && self
+                .selector
+                .as_ref()
+                .is_none_or(|s| labels.is_some_and(|l| s.matches(l)))
+    }
 }
 
 impl Default for Policy {
@@ -221,6 +261,35 @@ impl Policy {
                     format!("rules.{id}"),
                     unknown_rule_message(id, &ids),
                 ));
+            }
+        }
+        for (i, o) in config.overrides.iter().enumerate() {
+            let field = |f: &str| format!("overrides[{i}]{f}");
+            if o.namespaces.is_empty() && o.namespace_selector.is_none() {
+                return Err(invalid(
+                    field(""),
+                    "set namespaces, namespaceSelector or both (for every namespace, use `rules`)",
+                ));
+            }
+            if o.rules.is_empty() {
+                return Err(invalid(field(".rules"), "names no rule"));
+            }
+            for id in o.rules.keys() {
+                if !ids.contains(&id.as_str()) {
+                    return Err(invalid(
+                        field(&format!(".rules.{id}")),
+                        unknown_rule_message(id, &ids),
+                    ));
+                }
+            }
+            if let Some(j) = o.namespaces.iter().position(String::is_empty) {
+                return Err(invalid(
+                    field(&format!(".namespaces[{j}]")),
+                    "must not be empty",
+                ));
+            }
+            if let Some((at, message)) = o.namespace_selector.as_ref().and_then(|s| s.problem()) {
+                return Err(invalid(field(&format!(".namespaceSelector.{at}")), message));
             }
         }
         for (i, id) in config.exemptions.object_rules.iter().enumerate() {
@@ -293,6 +362,18 @@ impl Policy {
                 config.mode_of(info.id, info.default_mode)
             })
             .collect();
+        let overrides = config
+            .overrides
+            .iter()
+            .map(|o| CompiledOverride {
+                namespaces: o.namespaces.iter().map(|g| WildMatch::new(g)).collect(),
+                selector: o.namespace_selector.clone(),
+                modes: RULES
+                    .iter()
+                    .map(|r| o.rules.get(r.info().id).copied())
+                    .collect(),
+            })
+            .collect();
         let exempt_namespaces = config
             .exemptions
             .namespaces
@@ -303,6 +384,7 @@ impl Policy {
         Ok(Policy {
             config,
             modes,
+            overrides,
             exempt_namespaces,
             object_rules_all,
         })
@@ -320,9 +402,33 @@ impl Policy {
         &self.config
     }
 
-    /// The mode of the rule at `index` in [`RULES`].
+    /// The mode of the rule at `index` in [`RULES`], outside every override.
     pub fn mode_at(&self, index: usize) -> Mode {
         self.modes.get(index).copied().unwrap_or(Mode::Off)
+    }
+
+    /// The mode of every rule (indexed like [`RULES`]) for objects in `namespace`, whose labels
+    /// are `labels` (`None`: not known; then no `namespaceSelector` holds).
+    pub fn modes_in(&self, namespace: &str, labels: Option<&Labels>) -> Cow<'_, [Mode]> {
+        let mut modes = Cow::Borrowed(self.modes.as_slice());
+        for o in self
+            .overrides
+            .iter()
+            .filter(|o| o.matches(namespace, labels))
+        {
+            let modes = modes.to_mut();
+            for (mode, set) in modes.iter_mut().zip(&o.modes) {
+                if let Some(set) = set {
+                    *mode = *set;
+                }
+            }
+        }
+        modes
+    }
+
+    /// Whether any override selects namespaces by their labels (the webhook then needs them).
+    pub fn uses_namespace_labels(&self) -> bool {
+        self.overrides.iter().any(|o| o.selector.is_some())
     }
 
     /// The mode of a rule by id.
@@ -428,6 +534,95 @@ mod tests {
         assert!(!p.namespace_is_exempt("teams"));
         let p = p.with_exempt_namespace("hookguard");
         assert!(p.namespace_is_exempt("hookguard"));
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// `(image-tag, pod-security)` modes in `namespace` with `labels`.
+    fn two_modes(p: &Policy, namespace: &str, labels: Option<&Labels>) -> (Mode, Mode) {
+        let index = |id: &str| RULES.iter().position(|r| r.info().id == id).unwrap();
+        let modes = p.modes_in(namespace, labels);
+        (modes[index("image-tag")], modes[index("pod-security")])
+    }
+
+    #[test]
+    fn overrides_apply_where_they_match_and_later_entries_win() {
+        let p = Config::from_yaml(
+            r#"
+rules: {image-tag: "off", pod-security: enforce}
+overrides:
+  - namespaces: ["team-*"]
+    rules: {image-tag: warn, pod-security: warn}
+  - namespaces: [team-payments]
+    rules: {image-tag: enforce}
+  - namespaceSelector: {matchLabels: {hookguard.io/tier: strict}}
+    rules: {pod-security: enforce}
+  - namespaces: [ci]
+    namespaceSelector: {matchExpressions: [{key: legacy, operator: Exists}]}
+    rules: {pod-security: "off"}
+"#,
+        )
+        .unwrap();
+        use Mode::*;
+        assert_eq!(two_modes(&p, "shop", None), (Off, Enforce));
+        // Nothing matched: the base modes, not a copy.
+        assert!(matches!(p.modes_in("shop", None), Cow::Borrowed(_)));
+        assert_eq!(two_modes(&p, "team-a", None), (Warn, Warn));
+        assert_eq!(two_modes(&p, "team-payments", None), (Enforce, Warn));
+        let strict = labels(&[("hookguard.io/tier", "strict")]);
+        assert_eq!(two_modes(&p, "team-a", Some(&strict)), (Warn, Enforce));
+        assert_eq!(two_modes(&p, "shop", Some(&strict)), (Off, Enforce));
+        // Labels not known: no selector holds.
+        assert_eq!(two_modes(&p, "team-a", None), (Warn, Warn));
+        // Both selectors of an entry must hold.
+        let legacy = labels(&[("legacy", "yes")]);
+        assert_eq!(two_modes(&p, "ci", Some(&legacy)), (Off, Off));
+        assert_eq!(two_modes(&p, "ci", None), (Off, Enforce));
+        assert_eq!(two_modes(&p, "shop", Some(&legacy)), (Off, Enforce));
+        assert!(p.uses_namespace_labels());
+        let by_name =
+            Config::from_yaml("overrides: [{namespaces: [a], rules: {image-tag: enforce}}]\n")
+                .unwrap();
+        assert!(!by_name.uses_namespace_labels());
+    }
+
+    #[test]
+    fn override_errors_name_the_field() {
+        let err = |yaml: &str| Config::from_yaml(yaml).unwrap_err().to_string();
+        assert_eq!(
+            err("overrides: [{rules: {image-tag: warn}}]\n"),
+            "policy config field `overrides[0]`: set namespaces, namespaceSelector or both (for every namespace, use `rules`)"
+        );
+        assert_eq!(
+            err("overrides: [{namespaces: [a]}]\n"),
+            "policy config field `overrides[0].rules`: names no rule"
+        );
+        assert_eq!(
+            err(
+                "overrides: [{namespaces: [a], rules: {image-tag: warn}}, {namespaces: [b], rules: {pod-securty: warn}}]\n"
+            ),
+            "policy config field `overrides[1].rules.pod-securty`: unknown rule id \"pod-securty\"; did you mean \"pod-security\"?"
+        );
+        assert_eq!(
+            err("overrides: [{namespaces: [''], rules: {image-tag: warn}}]\n"),
+            "policy config field `overrides[0].namespaces[0]`: must not be empty"
+        );
+        assert_eq!(
+            err(
+                "overrides: [{namespaceSelector: {matchExpressions: [{key: team, operator: In}]}, rules: {image-tag: warn}}]\n"
+            ),
+            "policy config field `overrides[0].namespaceSelector.matchExpressions[0].values`: must not be empty for In"
+        );
+        assert!(
+            err("overrides: [{namespaceSelectors: {}, rules: {image-tag: warn}}]\n")
+                .contains("namespaceSelectors")
+        );
+        assert!(err("overrides: [{namespaces: [a], rules: {image-tag: deny}}]\n").contains("deny"));
     }
 
     #[test]

@@ -4,13 +4,15 @@
 pub mod config;
 pub mod did_you_mean;
 pub mod rules;
+pub mod selector;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 
-pub use config::{Config, ConfigError, Mode, Policy};
+pub use config::{Config, ConfigError, Mode, Override, Policy};
 pub use rules::{RULES, Rule, RuleInfo};
+pub use selector::{LabelSelector, Labels};
 
 use crate::hook::{HookAnnotations, HookEvent};
 use crate::object::{HOOK_LABEL, JobSpec, MUTATED_ANNOTATION, Object, PodSpec};
@@ -56,6 +58,8 @@ pub struct Request<'r, 'a> {
     pub subresource: bool,
     /// The namespace of the request (`""` for cluster-scoped objects or unknown).
     pub namespace: &'r str,
+    /// Its labels, for `overrides` that select namespaces by label (`None`: not known).
+    pub namespace_labels: Option<&'r Labels>,
     /// The new object (`None` for DELETE).
     pub object: Option<&'r Object<'a>>,
     /// The old object (DELETE and UPDATE); read only for hook accounting on DELETE.
@@ -413,8 +417,9 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
         policy,
     };
 
+    let modes = policy.modes_in(req.namespace, req.namespace_labels);
     for (index, rule) in RULES.iter().enumerate() {
-        let mode = policy.mode_at(index);
+        let mode = modes.get(index).copied().unwrap_or(Mode::Off);
         if mode == Mode::Off {
             continue;
         }
@@ -628,6 +633,30 @@ mod tests {
             PRIVILEGED,
             json!({"privileged": true}),
         )
+    }
+
+    #[test]
+    fn an_override_decides_by_namespace_and_labels_but_never_reaches_an_exempt_namespace() {
+        let policy = Config::from_yaml(
+            r#"
+rules: {pod-security: warn}
+overrides:
+  - namespaceSelector: {matchLabels: {tier: strict}}
+    rules: {pod-security: enforce}
+  - namespaces: [kube-system]
+    rules: {pod-security: enforce}
+"#,
+        )
+        .unwrap();
+        let strict: Labels = [("tier".to_owned(), "strict".to_owned())].into();
+        let pod = privileged_pod();
+        let d = judge_in(&policy, &pod, Operation::Create, "shop", Some(&strict));
+        assert!(denial(&d, "pod-security").contains("privileged"), "{d:#?}");
+        let d = judge_in(&policy, &pod, Operation::Create, "shop", None);
+        assert!(d.allowed() && fired(&d, "pod-security"), "{d:#?}");
+        warning(&d, "pod-security");
+        let d = judge_in(&policy, &pod, Operation::Create, "kube-system", None);
+        assert_eq!(d.skipped, Some(Skip::ExemptNamespace));
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub(super) enum Grant {
     /// certs.mode=selfManaged: its own Secret, and patching its two webhook configurations.
     /// The webhook's.
     Certs,
+    /// policy.overrides with a namespaceSelector: reading Namespaces. The webhook's.
+    NamespaceLabels,
     /// Leader election: its own Lease. The controller's, like all below.
     Lease,
     /// The inventory: reading Jobs and Pods in every namespace.
@@ -35,7 +37,7 @@ impl Grant {
     /// or `<fullname>-controller`.
     fn holder(self, fullname: &str) -> String {
         match self {
-            Grant::Certs => fullname.to_owned(),
+            Grant::Certs | Grant::NamespaceLabels => fullname.to_owned(),
             _ => format!("{fullname}-controller"),
         }
     }
@@ -109,6 +111,9 @@ fn expected_rbac(fullname: &str, ns: &str, grants: &[Grant]) -> BTreeSet<String>
                         fullname,
                     );
                 }
+            }
+            Grant::NamespaceLabels => {
+                add("ClusterRole", "/namespaces", &["get", "list", "watch"], "*");
             }
             Grant::Lease => {
                 add(

@@ -50,6 +50,7 @@ pub(super) fn lint_render_and_schema(env: &Env) -> Result<()> {
         defaults(env, bin)?;
     }
     policy_override(env)?;
+    namespace_label_overrides(env)?;
     cert_manager(env)?;
     existing_secret(env)?;
     cert_manager_without_inventory(env)?;
@@ -360,6 +361,69 @@ fn policy_override(env: &Env) -> Result<()> {
         || format!("policy override not merged: {policy}"),
     )?;
     hookguard_accepts_policy(env, &text)
+}
+
+/// policy.overrides with a namespaceSelector: the webhook gets --namespace-labels, a token and
+/// read access to Namespaces, also in a certificate mode that needs no API otherwise; overrides
+/// by name only need none of it.
+fn namespace_label_overrides(env: &Env) -> Result<()> {
+    const BY_LABEL: [&str; 2] = [
+        "policy.overrides[0].namespaceSelector.matchLabels.tier=strict",
+        "policy.overrides[0].rules.image-tag=enforce",
+    ];
+    let docs = render_values(env, &BY_LABEL)?;
+    let args = container_args(rendered_deployment(&docs, SELF_MANAGED, true)?);
+    require_args(&args, &["--namespace-labels"])?;
+    check_rbac(
+        &docs,
+        REL,
+        NS,
+        &[
+            Grant::Certs,
+            Grant::NamespaceLabels,
+            Grant::Lease,
+            Grant::Inventory,
+            Grant::Orphans,
+        ],
+    )?;
+    let text = named(&docs, "ConfigMap", "hookguard-policy")?["data"]["policy.yaml"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    hookguard_accepts_policy(env, &text)?;
+
+    let docs = render_values(
+        env,
+        &[
+            &BY_LABEL[..],
+            &["certs.mode=certManager", "inventory.enabled=false"],
+        ]
+        .concat(),
+    )?;
+    let args = container_args(rendered_deployment(
+        &docs,
+        Tls::Mounted("hookguard-tls"),
+        true,
+    )?);
+    require_args(&args, &["--namespace-labels"])?;
+    check_rbac(&docs, REL, NS, &[Grant::NamespaceLabels])?;
+
+    let docs = render_values(
+        env,
+        &[
+            "policy.overrides[0].namespaces[0]=team-*",
+            "policy.overrides[0].rules.image-tag=enforce",
+            "certs.mode=certManager",
+            "inventory.enabled=false",
+        ],
+    )?;
+    let args = container_args(rendered_deployment(
+        &docs,
+        Tls::Mounted("hookguard-tls"),
+        false,
+    )?);
+    forbid_arg(&args, "--namespace-labels")?;
+    check_rbac(&docs, REL, NS, &[])
 }
 
 /// `hookguard lint --config FILE --list-rules` loads and validates a policy file exactly as

@@ -12,6 +12,25 @@ type Refused = (&'static [&'static str], &'static str);
 /// Refused by the schema (or the render checks), naming the field.
 const REFUSED: &[Refused] = &[
     (&["replicas=0"], "/replicas"),
+    (
+        &["policy.overrides[0].rules.image-tag=enforce"],
+        "/policy/overrides/0",
+    ),
+    (
+        &[
+            "policy.overrides[0].namespaces[0]=a",
+            "policy.overrides[0].rules.image-tag=deny",
+        ],
+        "/policy/overrides/0/rules/image-tag",
+    ),
+    (
+        &[
+            "policy.overrides[0].namespaceSelector.matchExpressions[0].key=a",
+            "policy.overrides[0].namespaceSelector.matchExpressions[0].operator=Equals",
+            "policy.overrides[0].rules.image-tag=warn",
+        ],
+        "/policy/overrides/0/namespaceSelector/matchExpressions/0/operator",
+    ),
     (&["certs.mode=bogus"], "/certs/mode"),
     (
         &["webhook.validating.failurePolicy=Sometimes"],

@@ -98,20 +98,33 @@ pub fn with(json: &str, pointer: &str, value: Value) -> String {
 
 pub fn judge_with(policy: &Policy, json: &str, operation: Operation) -> Decision {
     let object: Object = serde_json::from_str(json).expect("fixture parses");
-    let api_version = object.api_version.as_deref().unwrap_or("v1").to_owned();
-    let kind = object.kind.as_deref().unwrap_or_default().to_owned();
     let namespace = object
         .metadata
         .as_ref()
         .and_then(|m| m.namespace.as_deref())
         .unwrap_or("default")
         .to_owned();
+    judge_in(policy, json, operation, &namespace, None)
+}
+
+/// Evaluates `json` as if created in `namespace`, whose labels are `labels` (`None`: unknown).
+pub fn judge_in(
+    policy: &Policy,
+    json: &str,
+    operation: Operation,
+    namespace: &str,
+    labels: Option<&crate::policy::Labels>,
+) -> Decision {
+    let object: Object = serde_json::from_str(json).expect("fixture parses");
+    let api_version = object.api_version.as_deref().unwrap_or("v1").to_owned();
+    let kind = object.kind.as_deref().unwrap_or_default().to_owned();
     let req = Request {
         operation,
         group: group_of(&api_version),
         kind: &kind,
         subresource: false,
-        namespace: &namespace,
+        namespace,
+        namespace_labels: labels,
         object: Some(&object),
         old_object: None,
     };
@@ -130,6 +143,7 @@ pub fn judge_update(policy: &Policy, old: &str, new: &str) -> Decision {
         kind: &kind,
         subresource: false,
         namespace: "default",
+        namespace_labels: None,
         object: Some(&object),
         old_object: Some(&old),
     };
