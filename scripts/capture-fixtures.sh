@@ -41,6 +41,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 tools=$repo/tests/e2e/tools
 out_dir=${CAPTURE_OUT:-$repo/tests/fixtures/captured}
+# Helm's release records (for the release decoder's tests), next to the captures.
+records_dir=${CAPTURE_RECORDS_OUT:-$repo/tests/fixtures/helm-release}
 fixtures=$here/capture-fixtures
 objects=$fixtures/objects
 
@@ -317,6 +319,10 @@ for h in helm helm4; do
 	fi
 	log "$h install: $(tr '\n' ' ' <"$work/$release.out" | cut -c1-160)"
 	expect "job-shop-$release-pre-install-create.json"
+	# The release record Helm wrote for it (a Secret: base64 of gzip of the release JSON, with
+	# the hook's manifest), as the API server returns it.
+	kubectl get secret --namespace shop "sh.helm.release.v1.$release.v1" -o json \
+		>"$work/record-$release.json"
 done
 
 # helm test of the `helm create` scaffold (its test-connection Pod, restartPolicy Never),
@@ -335,9 +341,15 @@ log "captured $(find "$raw" -name '*.json' | wc -l) requests"
 if grep -rlF -e "$work" -e "${HOME:-/nonexistent}/" "$raw" >/dev/null 2>&1; then
 	fail "a capture contains a path of this machine: $(grep -rlF -e "$work" -e "${HOME:-/nonexistent}/" "$raw")"
 fi
-mkdir -p "$out_dir"
+if grep -lF -e "$work" -e "${HOME:-/nonexistent}/" "$work"/record-*.json >/dev/null 2>&1; then
+	fail "a release record contains a path of this machine"
+fi
+mkdir -p "$out_dir" "$records_dir"
 rm -f "$out_dir"/*.json
 cp "$raw"/*.json "$out_dir"/
+for r in "$work"/record-*.json; do
+	cp "$r" "$records_dir/secret-${r##*/record-}"
+done
 log "wrote $(find "$out_dir" -maxdepth 1 -name '*.json' | wc -l) fixtures to $out_dir:"
 (cd "$out_dir" && ls -1 ./*.json) >&2
 

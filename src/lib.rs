@@ -11,6 +11,8 @@ pub mod audit;
 pub mod certs;
 pub mod cluster;
 pub mod controller;
+pub mod helm_release;
+pub mod impact;
 pub mod inventory;
 pub mod managed_certs;
 pub mod metrics;

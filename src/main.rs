@@ -71,7 +71,8 @@ enum Command {
         #[arg(long)]
         list_rules: bool,
     },
-    /// List hook objects in the cluster by namespace and release, with state, age and problems.
+    /// List hook objects in the cluster by namespace and release, with state, age and problems;
+    /// with --policy, what a candidate policy would deny, warn about or change.
     Audit {
         /// kubeconfig (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
         #[arg(long, env = "HOOKGUARD_KUBECONFIG")]
@@ -96,6 +97,12 @@ enum Command {
             default_value = "secret,configmap"
         )]
         helm_drivers: Vec<hookguard::inventory::HelmDriver>,
+        /// Judge a candidate policy file instead, with the webhook's engine: every live hook Job
+        /// and Pod (as when created again) and every hook stored in the latest revision of each
+        /// Helm release (what its next upgrade, rollback or test creates). Exits 1 when something
+        /// would be denied.
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
     /// Certificate helpers.
     #[command(subcommand)]
@@ -207,11 +214,44 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             older_than,
             output,
             helm_drivers,
+            policy,
         } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
+            if let Some(path) = policy {
+                let (policy, _) = match hookguard::serve::load_policy(&path) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("hookguard: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
+                let impacts = runtime.block_on(async {
+                    let conn = hookguard::cluster::connect(kubeconfig.as_deref()).await?;
+                    hookguard::impact::collect(
+                        &conn.client,
+                        namespace.as_deref(),
+                        &helm_drivers,
+                        &policy,
+                    )
+                    .await
+                    .context("listing hook objects and Helm release records")
+                })?;
+                match output {
+                    AuditFormat::Table => {
+                        print!("{}", hookguard::impact::render_table(&impacts))
+                    }
+                    AuditFormat::Json => println!("{}", serde_json::to_string_pretty(&impacts)?),
+                }
+                let denied = impacts.iter().any(hookguard::impact::Impact::denied);
+                return Ok(if denied {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
             let (inventory, known) = runtime.block_on(async {
                 let conn = hookguard::cluster::connect(kubeconfig.as_deref()).await?;
                 hookguard::inventory::snapshot(&conn.client, namespace.as_deref(), &helm_drivers)

@@ -273,6 +273,25 @@ fn clusterless(home: &std::path::Path) -> Command {
 }
 
 #[test]
+fn audit_with_a_candidate_policy_that_does_not_validate_exits_2_naming_the_field() {
+    let dir = common::temp_dir("audit-policy");
+    let config = dir.join("candidate.yaml");
+    std::fs::write(
+        &config,
+        "overrides: [{namespaces: [a], rules: {image-tags: warn}}]\n",
+    )
+    .unwrap();
+    let out = clusterless(&dir)
+        .args(["audit", "--policy", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("overrides[0].rules.image-tags"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn a_policy_selecting_namespaces_by_label_needs_namespace_labels() {
     let dir = common::temp_dir("namespace-labels");
     let config = dir.join("p.yaml");

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::object::{Object, group_of};
-use crate::policy::{Operation, Policy, Request, evaluate};
+use crate::policy::{Labels, Operation, Policy, Request, evaluate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LintError {
@@ -91,17 +91,36 @@ fn lint_value(
     default_namespace: Option<&str>,
     out: &mut Vec<LintedObject>,
 ) {
+    let source = Source {
+        name: source_name,
+        document,
+    };
+    out.extend(lint_object(policy, &source, value, default_namespace, None));
+}
+
+/// Where an object was read: a file (or `-`, or a release) and the document's number in it.
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub document: usize,
+}
+
+/// Judges one object as a CREATE in its namespace (`default_namespace` when it sets none), whose
+/// labels are `labels` (for overrides that select namespaces by label); `None` when it is not
+/// a hook object.
+pub fn lint_object(
+    policy: &Policy,
+    source: &Source<'_>,
+    value: &Value,
+    default_namespace: Option<&str>,
+    labels: Option<&Labels>,
+) -> Option<LintedObject> {
     if !value.is_object() {
-        return;
+        return None;
     }
     // Round-trip through JSON text so lint and the webhook read objects with the same parser.
     let json = value.to_string();
-    let Ok(object) = serde_json::from_str::<Object<'_>>(&json) else {
-        return;
-    };
-    if object.hook().is_none() {
-        return;
-    }
+    let object = serde_json::from_str::<Object<'_>>(&json).ok()?;
+    object.hook()?;
     let api_version = object.api_version.as_deref().unwrap_or_default().to_owned();
     let kind = object.kind.as_deref().unwrap_or_default().to_owned();
     let namespace = object
@@ -111,8 +130,8 @@ fn lint_value(
         .or(default_namespace)
         .map(str::to_owned);
     let mut linted = LintedObject {
-        source: source_name.to_owned(),
-        document,
+        source: source.name.to_owned(),
+        document: source.document,
         api_version: api_version.clone(),
         kind: kind.clone(),
         name: object.display_name(),
@@ -126,7 +145,7 @@ fn lint_value(
         kind: &kind,
         subresource: false,
         namespace: namespace.as_deref().unwrap_or_default(),
-        namespace_labels: None,
+        namespace_labels: labels,
         object: Some(&object),
         old_object: None,
     };
@@ -156,7 +175,7 @@ fn lint_value(
                 .collect();
         }
     }
-    out.push(linted);
+    Some(linted)
 }
 
 /// Human-readable report; the last line is a summary.

@@ -108,6 +108,13 @@ fn rollout_by_namespace_and_label(env: &Env) -> Result<()> {
         succeeds("install", BY_NAME)?;
         succeeds("install", BY_LABEL)?;
 
+        // Before enforcing: `hookguard audit --policy` predicts which upgrade the candidate
+        // denies, from the hooks Helm stored in each release.
+        let candidate = dir.join("candidate.yaml");
+        std::fs::write(&candidate, ENFORCED_BY_NAME).map_err(|e| e.to_string())?;
+        predicts(env, &candidate, BY_NAME, true)?;
+        predicts(env, &candidate, BY_LABEL, false)?;
+
         // Enforced in one namespace by name: its next upgrade fails, the other's passes.
         set_policy(&hg, &policy, ENFORCED_BY_NAME)?;
         denied(BY_NAME)?;
@@ -155,6 +162,53 @@ fn rollout_by_namespace_and_label(env: &Env) -> Result<()> {
             .kubectl(&["delete", "namespace", ns, "--wait=false"]);
     }
     result
+}
+
+/// `hookguard audit --policy candidate -n ns`: whether it says release `app`'s next upgrade
+/// would be denied by image-tag (exit 1) or not (exit 0).
+fn predicts(env: &Env, candidate: &Path, ns: &str, denied: bool) -> Result<()> {
+    let run = |output: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookguard"))
+            .args(["audit", "-n", ns, "-o", output, "--policy"])
+            .arg(candidate)
+            .arg(format!("--kubeconfig={}", env.cluster.kubeconfig.display()))
+            .output()
+            .map_err(|e| e.to_string())
+    };
+    let table = run("table")?;
+    let text = String::from_utf8_lossy(&table.stdout).into_owned();
+    let line =
+        format!("release app (namespace {ns}): its next upgrade would be denied by image-tag");
+    ensure(
+        table.status.code() == Some(if denied { 1 } else { 0 }) && text.contains(&line) == denied,
+        || {
+            format!(
+                "audit --policy -n {ns} ({:?}): {text}{}",
+                table.status.code(),
+                String::from_utf8_lossy(&table.stderr)
+            )
+        },
+    )?;
+    if denied {
+        eprintln!("e2e:   hookguard audit --policy CANDIDATE -n {ns}:\n{text}");
+    }
+    let json = run("json")?;
+    let impacts: serde_json::Value =
+        serde_json::from_slice(&json.stdout).map_err(|e| format!("audit json: {e}"))?;
+    let stored_denial = impacts.as_array().is_some_and(|all| {
+        all.iter().any(|i| {
+            i["from"] == "release"
+                && i["release"] == "app"
+                && i["name"] == "app-migrate"
+                && i["findings"].as_array().is_some_and(|f| {
+                    f.iter()
+                        .any(|f| f["rule"] == "image-tag" && f["action"] == "deny")
+                })
+        })
+    });
+    ensure(stored_denial == denied, || {
+        format!("audit --policy -n {ns} -o json: {impacts}")
+    })
 }
 
 /// Writes a new policy file and waits until hookguard reports it reloaded.
