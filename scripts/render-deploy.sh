@@ -31,7 +31,7 @@ fi
 
 release=hookguard
 namespace=hookguard
-command="helm template $release charts/hookguard --namespace $namespace"
+command="helm template $release charts/hookguard --namespace $namespace --include-crds"
 
 render() {
   local out="$1"
@@ -47,7 +47,7 @@ render() {
     echo "# the Grafana dashboard ConfigMap. The webhook configurations carry no caBundle until the"
     echo "# first pod is up; with failurePolicy Fail, hook objects are refused until then."
     echo "# Apply with: kubectl apply -k deploy/   (namespace, these manifests, policy from policy.yaml)"
-    (cd "$repo" && "$helm" template "$release" charts/hookguard --namespace "$namespace")
+    (cd "$repo" && "$helm" template "$release" charts/hookguard --namespace "$namespace" --include-crds)
   } > "$out/hookguard.yaml"
 
   cat > "$out/namespace.yaml" <<YAML

@@ -10,7 +10,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::object::Object;
-use crate::policy::{Decision, EngineError, Labels, Operation, Policy, Request, Skip, evaluate};
+use crate::policy::{
+    Decision, EngineError, Exceptions, Labels, Operation, Policy, Request, Skip, evaluate,
+};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -200,6 +202,23 @@ pub fn review(
     body: &[u8],
     namespace_labels: Option<&Labels>,
 ) -> Result<(Vec<u8>, Outcome), AdmissionError> {
+    review_with(
+        webhook,
+        policy,
+        body,
+        namespace_labels,
+        Exceptions::default(),
+    )
+}
+
+/// [`review`], with the HookPolicyExceptions that exist and the time.
+pub fn review_with(
+    webhook: Webhook,
+    policy: &Policy,
+    body: &[u8],
+    namespace_labels: Option<&Labels>,
+    exceptions: Exceptions<'_>,
+) -> Result<(Vec<u8>, Outcome), AdmissionError> {
     let review: ReviewIn<'_> = serde_json::from_slice(body)?;
     if let Some(v) = review.api_version.as_deref()
         && v != API_VERSION
@@ -226,6 +245,7 @@ pub fn review(
         subresource: req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()),
         namespace,
         namespace_labels,
+        exceptions,
         object: req.object.as_ref(),
         old_object: req.old_object.as_ref(),
     };
@@ -305,6 +325,21 @@ pub fn review(
         response
             .audit_annotations
             .insert("exempted", decision.exempted.join(","));
+    }
+    // Which HookPolicyException waived which rule, and the expired ones that no longer did.
+    for (key, list) in [
+        ("exceptions", &decision.excepted),
+        ("expired-exceptions", &decision.expired_exceptions),
+    ] {
+        if !list.is_empty() {
+            let value: Vec<String> = list
+                .iter()
+                .map(|(rule, id)| format!("{rule}={id}"))
+                .collect();
+            response
+                .audit_annotations
+                .insert(key, cut(&value.join(",")).to_owned());
+        }
     }
     let out = ReviewOut {
         api_version: API_VERSION,

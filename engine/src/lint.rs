@@ -146,6 +146,7 @@ pub fn lint_object(
         subresource: false,
         namespace: namespace.as_deref().unwrap_or_default(),
         namespace_labels: labels,
+        exceptions: Default::default(),
         object: Some(&object),
         old_object: None,
     };

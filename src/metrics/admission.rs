@@ -43,6 +43,13 @@ pub struct HookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExceptionLabels {
+    pub rule: &'static str,
+    /// `applied` (the rule was waived) or `expired` (a matching exception had expired).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExemptionLabels {
     /// `namespace` or `object`.
     pub scope: &'static str,
@@ -73,6 +80,7 @@ pub struct AdmissionMetrics {
     pub rule_findings: Family<FindingLabels, Counter>,
     pub hook_admissions: Family<HookLabels, Counter>,
     pub exemptions: Family<ExemptionLabels, Counter>,
+    pub policy_exceptions: Family<ExceptionLabels, Counter>,
     pub requests_shed: Family<ShedLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     namespace_label: bool,
@@ -89,6 +97,7 @@ impl AdmissionMetrics {
             rule_findings: Family::default(),
             hook_admissions: Family::default(),
             exemptions: Family::default(),
+            policy_exceptions: Family::default(),
             requests_shed: Family::default(),
             config_reloads: Family::default(),
             namespace_label,
@@ -118,6 +127,11 @@ impl AdmissionMetrics {
             "hookguard_exemptions",
             "Hook objects not judged because of an exemption, by scope (namespace, object)",
             metrics.exemptions.clone(),
+        );
+        registry.register(
+            "hookguard_policy_exceptions",
+            "Rule findings a HookPolicyException waived (applied), or that fired although a matching exception had expired (expired), by rule",
+            metrics.policy_exceptions.clone(),
         );
         registry.register(
             "hookguard_config_reloads",
@@ -170,6 +184,14 @@ impl AdmissionMetrics {
         for scope in ["namespace", "object"] {
             let _ = self.exemptions.get_or_create(&ExemptionLabels { scope });
         }
+        for rule in RULES {
+            for result in ["applied", "expired"] {
+                let _ = self.policy_exceptions.get_or_create(&ExceptionLabels {
+                    rule: rule.info().id,
+                    result,
+                });
+            }
+        }
     }
 
     /// Counts one policy reload: `success` or `failure`.
@@ -219,6 +241,16 @@ impl AdmissionMetrics {
                     .iter()
                     .for_each(|f| finding(f.rule, "warn"));
                 decision.exempted.iter().for_each(|r| finding(r, "exempt"));
+                for (list, result) in [
+                    (&decision.excepted, "applied"),
+                    (&decision.expired_exceptions, "expired"),
+                ] {
+                    for (rule, _) in list {
+                        self.policy_exceptions
+                            .get_or_create(&ExceptionLabels { rule, result })
+                            .inc();
+                    }
+                }
                 // Hook churn and exemptions are counted once per request: by the validating
                 // webhook, which sees the final object and DELETEs.
                 if decision.skipped == Some(crate::policy::Skip::ExemptNamespace) {

@@ -8,9 +8,11 @@
 //! token (admin server, reloads, certificate loop) last, once the webhook has drained.
 
 mod certs;
+mod exceptions;
 mod namespaces;
 
 pub use certs::CertSource;
+pub use exceptions::ExceptionCache;
 pub use namespaces::NamespaceLabelCache;
 
 use std::net::{IpAddr, SocketAddr};
@@ -87,6 +89,11 @@ pub struct ServeOptions {
     /// `namespaceSelector` need; uses --kubeconfig. Needs get/list/watch on namespaces.
     #[arg(long, env = "HOOKGUARD_NAMESPACE_LABELS")]
     pub namespace_labels: bool,
+    /// Watch HookPolicyExceptions (hookguard.io/v1alpha1) in every namespace; those in the
+    /// policy's `exceptions.namespaces` (default: --namespace) waive the rules they name for the
+    /// objects they match. Uses --kubeconfig; needs get/list/watch on hookpolicyexceptions.
+    #[arg(long, env = "HOOKGUARD_POLICY_EXCEPTIONS")]
+    pub policy_exceptions: bool,
     /// hookguard's own namespace: never judged (no self-deadlock). Defaults to POD_NAMESPACE.
     #[arg(long, env = "HOOKGUARD_NAMESPACE")]
     pub namespace: Option<String>,
@@ -209,18 +216,36 @@ pub async fn serve(opts: ServeOptions, shutdown: CancellationToken) -> Result<()
     };
     let metrics = WebhookMetrics::new(opts.metrics_namespace_label);
     let background = CancellationToken::new();
-    let namespace_labels = if opts.namespace_labels {
-        let conn = crate::cluster::connect(opts.kubeconfig.as_deref()).await?;
-        let cache = NamespaceLabelCache::new(conn.client, metrics.namespaces.clone());
-        tokio::spawn(cache.clone().run(background.child_token()));
-        Some(Arc::new(cache) as Arc<dyn crate::server::NamespaceLabels>)
+    let client = if opts.namespace_labels || opts.policy_exceptions {
+        Some(
+            crate::cluster::connect(opts.kubeconfig.as_deref())
+                .await?
+                .client,
+        )
     } else {
         None
     };
-    let state = AppState::with_namespace_labels(
-        policy.with_exempt_namespace(&own_namespace),
+    let namespace_labels = match (&client, opts.namespace_labels) {
+        (Some(client), true) => {
+            let cache = NamespaceLabelCache::new(client.clone(), metrics.namespaces.clone());
+            tokio::spawn(cache.clone().run(background.child_token()));
+            Some(Arc::new(cache) as Arc<dyn crate::server::NamespaceLabels>)
+        }
+        _ => None,
+    };
+    let exceptions = match (&client, opts.policy_exceptions) {
+        (Some(client), true) => {
+            let cache = ExceptionCache::default();
+            tokio::spawn(cache.clone().run(client.clone(), background.child_token()));
+            Some(Arc::new(cache) as Arc<dyn crate::server::PolicyExceptions>)
+        }
+        _ => None,
+    };
+    let state = AppState::with_sources(
+        policy.with_own_namespace(&own_namespace),
         metrics.admission.clone(),
         namespace_labels,
+        exceptions,
     );
     let readiness = Readiness::default();
 
@@ -349,7 +374,7 @@ fn watch_policy(
             Ok(policy) => {
                 state
                     .policy
-                    .store(Arc::new(policy.with_exempt_namespace(&own_namespace)));
+                    .store(Arc::new(policy.with_own_namespace(&own_namespace)));
                 state.metrics.record_config_reload("success");
                 tracing::info!(path = %path.display(), "reloaded policy config");
             }

@@ -7,4 +7,4 @@ pub mod reload;
 pub mod routes;
 pub mod tls;
 
-pub use routes::{AppState, Limits, NamespaceLabels};
+pub use routes::{AppState, Limits, NamespaceLabels, PolicyExceptions};

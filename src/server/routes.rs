@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 
 use crate::admission::{self, Webhook};
 use crate::metrics::AdmissionMetrics;
-use crate::policy::{Labels, Policy};
+use crate::policy::{Exception, Exceptions, Labels, Policy};
 
 /// Where the webhook finds a namespace's labels, for policy overrides with a
 /// `namespaceSelector`; `None`: not known (then no selector matches).
@@ -36,17 +36,26 @@ pub struct AppState {
     engine_slots: Arc<Semaphore>,
     /// Present with `--namespace-labels`.
     namespace_labels: Option<Arc<dyn NamespaceLabels>>,
+    /// Present with `--policy-exceptions`: the HookPolicyExceptions that exist.
+    exceptions: Option<Arc<dyn PolicyExceptions>>,
+}
+
+/// Where the webhook finds the HookPolicyExceptions that exist.
+pub trait PolicyExceptions: Send + Sync {
+    fn current(&self) -> Arc<Vec<Exception>>;
 }
 
 impl AppState {
     pub fn new(policy: Policy, metrics: AdmissionMetrics) -> Arc<Self> {
-        Self::with_namespace_labels(policy, metrics, None)
+        Self::with_sources(policy, metrics, None, None)
     }
 
-    pub fn with_namespace_labels(
+    /// With the optional lookups of namespace labels and HookPolicyExceptions.
+    pub fn with_sources(
         policy: Policy,
         metrics: AdmissionMetrics,
         namespace_labels: Option<Arc<dyn NamespaceLabels>>,
+        exceptions: Option<Arc<dyn PolicyExceptions>>,
     ) -> Arc<Self> {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Arc::new(AppState {
@@ -54,6 +63,7 @@ impl AppState {
             metrics,
             engine_slots: Arc::new(Semaphore::new(cores)),
             namespace_labels,
+            exceptions,
         })
     }
 
@@ -136,8 +146,20 @@ async fn judge(
 ) -> Result<(Vec<u8>, admission::Outcome), Unanswered> {
     let policy = state.policy.load_full();
     let labels = state.namespace_labels_for(&policy, &body).await;
+    let granted = state
+        .exceptions
+        .as_ref()
+        .map(|e| e.current())
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     if body.len() <= INLINE_BODY_BYTES {
-        return admission::review(webhook, &policy, &body, labels.as_ref())
+        let exceptions = Exceptions {
+            granted: &granted,
+            now,
+        };
+        return admission::review_with(webhook, &policy, &body, labels.as_ref(), exceptions)
             .map_err(Unanswered::Invalid);
     }
     let permit = match tokio::time::timeout(
@@ -152,7 +174,11 @@ async fn judge(
     let task = tokio::task::spawn_blocking(move || {
         // Held until the engine is done, even when the request times out meanwhile.
         let _permit = permit;
-        admission::review(webhook, &policy, &body, labels.as_ref())
+        let exceptions = Exceptions {
+            granted: &granted,
+            now,
+        };
+        admission::review_with(webhook, &policy, &body, labels.as_ref(), exceptions)
     });
     match task.await {
         Ok(result) => result.map_err(Unanswered::Invalid),

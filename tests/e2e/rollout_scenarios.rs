@@ -2,7 +2,8 @@
 //! and real Helm 3: a release installed while the rule is off; the rule enforced in one namespace
 //! by name, where the release's next upgrade is denied while it passes elsewhere; then in a
 //! namespace chosen by its labels, which hookguard reads from its Namespace watch
-//! (`--namespace-labels`). Simulated: the node (kwok runs no containers).
+//! (`--namespace-labels`); and HookPolicyExceptions granted by the platform (scenario 19).
+//! Simulated: the node (kwok runs no containers).
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,10 +13,16 @@ use crate::proc::{Result, ensure, wait_for};
 use crate::tools::repo;
 use crate::{Env, Scenario};
 
-pub const ALL: &[Scenario] = &[(
-    "18-policy-rollout-by-namespace-and-label",
-    rollout_by_namespace_and_label,
-)];
+pub const ALL: &[Scenario] = &[
+    (
+        "18-policy-rollout-by-namespace-and-label",
+        rollout_by_namespace_and_label,
+    ),
+    (
+        "19-policy-exceptions-granted-by-the-platform",
+        exceptions_granted_by_the_platform,
+    ),
+];
 
 /// hookguard's own namespace here (its certificate Secret).
 const OWN_NS: &str = "e2e-rollout";
@@ -256,4 +263,167 @@ fn wait_until_judged(env: &Env, ns: &str, denied: bool) -> Result<()> {
             (out.status.success() != denied).then_some(())
         },
     )
+}
+
+/// hookguard's namespace in scenario 19: where HookPolicyExceptions count.
+const PLATFORM_NS: &str = "e2e-exceptions";
+/// The team's namespace, whose hook is privileged. Exempt from the suite's own hookguard (which
+/// honours no exceptions), so only this scenario's judges it.
+const TEAM_NS: &str = "e2e-unguarded-exc-team";
+const EXC_NAME: &str = "e2e-exceptions";
+
+/// A HookPolicyException waiving pod-security for the team's `cni-setup` hook, in `ns`.
+fn exception_yaml(ns: &str, name: &str, expires: Option<&str>) -> String {
+    let expires = expires
+        .map(|t| format!("  expires: \"{t}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: hookguard.io/v1alpha1\nkind: HookPolicyException\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  rules: [pod-security]\n  match:\n    namespaces: [{TEAM_NS}]\n    names: [cni-setup]\n  reason: the CNI's setup hook needs hostNetwork until the v2 chart\n{expires}"
+    )
+}
+
+/// HookPolicyExceptions with the real API server: the chart's CRD; one in the team's own
+/// namespace waives nothing; the same in hookguard's namespace (the platform's) lets the
+/// privileged hook through; after `expires` it no longer does, and the denial says so.
+fn exceptions_granted_by_the_platform(env: &Env) -> Result<()> {
+    let crd = repo().join("charts/hookguard/crds/hookpolicyexceptions.yaml");
+    env.cluster.run_ok(
+        "kubectl",
+        &["apply", "-f", &crd.display().to_string()],
+        None,
+    )?;
+    env.cluster.run_ok(
+        "kubectl",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/hookpolicyexceptions.hookguard.io",
+            "--timeout=30s",
+        ],
+        None,
+    )?;
+    for ns in [PLATFORM_NS, TEAM_NS] {
+        env.cluster.namespace(ns)?;
+    }
+    let dir = env.cluster.work.join("exceptions");
+    let hg = Served::start(
+        "hookguard-exceptions",
+        &dir,
+        &[
+            format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
+            format!("--namespace={PLATFORM_NS}"),
+            format!("--cert-secret={EXC_NAME}-tls"),
+            format!("--webhook-config-name={EXC_NAME}"),
+            "--policy-exceptions".into(),
+        ],
+        &[],
+    )?;
+    let result = (|| -> Result<()> {
+        wait_for("ready", Duration::from_secs(30), || {
+            hg.ready().then_some(())
+        })?;
+        env.apply_webhooks(EXC_NAME, &hg.url(), None, &[TEAM_NS])?;
+        wait_for("caBundle published", Duration::from_secs(20), || {
+            env.cluster
+                .webhook_ca_bundles(EXC_NAME)
+                .iter()
+                .all(|b| !b.is_empty())
+                .then_some(())
+        })?;
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: cni-setup\n  namespace: {TEAM_NS}\n  annotations:\n    helm.sh/hook: pre-install\nspec:\n  hostNetwork: true\n  restartPolicy: Never\n  containers: [{{name: c, image: \"registry.example/cni:1.0\"}}]\n"
+        );
+        // A server-side dry run goes through both webhooks and stores nothing.
+        let dry_run = || {
+            env.cluster.run(
+                "kubectl",
+                &["create", "--dry-run=server", "-f", "-"],
+                Some(&pod),
+            )
+        };
+        let admitted = |want: bool, what: &str| {
+            wait_for(what, Duration::from_secs(20), || {
+                let out = dry_run();
+                (out.status.success() == want).then_some(out)
+            })
+        };
+        let denied = admitted(false, "the privileged hook to be denied")?;
+        ensure(
+            String::from_utf8_lossy(&denied.stderr).contains("pod-security"),
+            || format!("{}", String::from_utf8_lossy(&denied.stderr)),
+        )?;
+
+        // Granted in the team's own namespace: ignored. Then by the platform: honoured (the
+        // team's, created first, has been seen by then).
+        env.cluster
+            .apply(&exception_yaml(TEAM_NS, "self-granted", None))?;
+        env.cluster
+            .apply(&exception_yaml(PLATFORM_NS, "cni-hostnetwork", None))?;
+        admitted(
+            true,
+            "the hook to be admitted under the platform's exception",
+        )?;
+        env.cluster.run_ok(
+            "kubectl",
+            &[
+                "delete",
+                "hookpolicyexception",
+                "cni-hostnetwork",
+                "-n",
+                PLATFORM_NS,
+            ],
+            None,
+        )?;
+        admitted(
+            false,
+            "the hook to be denied with only the team's own exception",
+        )?;
+
+        // An exception that expires in a few seconds: honoured, then not, and the denial names it.
+        let expires =
+            k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(6);
+        env.cluster.apply(&exception_yaml(
+            PLATFORM_NS,
+            "short-lived",
+            Some(&expires.to_string()),
+        ))?;
+        admitted(true, "the hook to be admitted before the exception expires")?;
+        let out = admitted(false, "the hook to be denied once the exception expired")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure(
+            stderr.contains(&format!(
+                "HookPolicyException {PLATFORM_NS}/short-lived has expired"
+            )),
+            || format!("the denial does not name the expired exception: {stderr}"),
+        )?;
+        let count = |result: &str| {
+            hg.metric_sum(
+                "hookguard_policy_exceptions_total",
+                &["rule=\"pod-security\"", &format!("result=\"{result}\"")],
+            )
+        };
+        ensure(count("applied") >= 2.0 && count("expired") >= 1.0, || {
+            hg.metrics()
+        })?;
+        eprintln!(
+            "e2e:   a HookPolicyException in {TEAM_NS} waived nothing; in {PLATFORM_NS} it let the privileged hook through; after expires the hook was denied again, naming it"
+        );
+        Ok(())
+    })();
+    if result.is_err() {
+        eprintln!("===== hookguard-exceptions =====\n{}", hg.log_tail(40));
+    }
+    hg.stop();
+    let _ = env.cluster.kubectl(&[
+        "delete",
+        "mutatingwebhookconfiguration,validatingwebhookconfiguration",
+        EXC_NAME,
+        "--ignore-not-found",
+    ]);
+    for ns in [TEAM_NS, PLATFORM_NS] {
+        let _ = env
+            .cluster
+            .kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
+    result
 }

@@ -137,9 +137,14 @@ then watches Namespaces (--namespace-labels). */}}
 {{- end }}
 {{- end -}}
 
+{{/* The webhook watches HookPolicyExceptions (--policy-exceptions). */}}
+{{- define "hookguard.policyExceptions" -}}
+{{- if and (include "hookguard.inCluster" .) .Values.policyExceptions.enabled }}true{{ end -}}
+{{- end -}}
+
 {{/* True when the webhook process talks to the Kubernetes API (and so needs a token). */}}
 {{- define "hookguard.needsAPI" -}}
-{{- include "hookguard.selfManaged" . -}}{{- include "hookguard.namespaceLabels" . -}}
+{{- include "hookguard.selfManaged" . -}}{{- include "hookguard.namespaceLabels" . -}}{{- include "hookguard.policyExceptions" . -}}
 {{- end -}}
 
 {{/*

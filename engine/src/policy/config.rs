@@ -61,6 +61,16 @@ pub struct Config {
     /// Kinds that must never be hooks, as `Kind` (core group) or `Kind.group`.
     pub long_running_kinds: Vec<String>,
     pub exemptions: Exemptions,
+    pub exceptions: ExceptionsConfig,
+}
+
+/// Where HookPolicyExceptions are honoured from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ExceptionsConfig {
+    /// Namespace names or globs whose HookPolicyExceptions count (`[]`: hookguard's own
+    /// namespace only). Whoever may create objects there may grant exceptions.
+    pub namespaces: Vec<String>,
 }
 
 /// Modes for the namespaces an entry matches. It matches a namespace when every selector it
@@ -155,6 +165,7 @@ impl Default for Config {
             .map(str::to_owned)
             .to_vec(),
             exemptions: Exemptions::default(),
+            exceptions: ExceptionsConfig::default(),
         }
     }
 }
@@ -203,6 +214,7 @@ pub struct Policy {
     modes: Vec<Mode>,
     overrides: Vec<CompiledOverride>,
     exempt_namespaces: Vec<WildMatch>,
+    exception_namespaces: Vec<WildMatch>,
     object_rules_all: bool,
 }
 
@@ -347,6 +359,14 @@ impl Policy {
                 ));
             }
         }
+        for (i, ns) in config.exceptions.namespaces.iter().enumerate() {
+            if ns.is_empty() {
+                return Err(invalid(
+                    format!("exceptions.namespaces[{i}]"),
+                    "must not be empty",
+                ));
+            }
+        }
         for (i, ns) in config.exemptions.namespaces.iter().enumerate() {
             if ns.is_empty() {
                 return Err(invalid(
@@ -381,11 +401,18 @@ impl Policy {
             .map(|g| WildMatch::new(g))
             .collect();
         let object_rules_all = config.exemptions.object_rules.iter().any(|r| r == "*");
+        let exception_namespaces = config
+            .exceptions
+            .namespaces
+            .iter()
+            .map(|g| WildMatch::new(g))
+            .collect();
         Ok(Policy {
             config,
             modes,
             overrides,
             exempt_namespaces,
+            exception_namespaces,
             object_rules_all,
         })
     }
@@ -396,6 +423,24 @@ impl Policy {
             self.exempt_namespaces.push(WildMatch::new(namespace));
         }
         self
+    }
+
+    /// hookguard's own namespace: always exempt, and where HookPolicyExceptions are honoured
+    /// from when the policy names no `exceptions.namespaces`.
+    pub fn with_own_namespace(mut self, namespace: &str) -> Self {
+        if !namespace.is_empty() && self.config.exceptions.namespaces.is_empty() {
+            self.exception_namespaces = vec![WildMatch::new(namespace)];
+        }
+        self.with_exempt_namespace(namespace)
+    }
+
+    /// Whether HookPolicyExceptions in `namespace` count.
+    pub fn honours_exceptions_from(&self, namespace: &str) -> bool {
+        !namespace.is_empty()
+            && self
+                .exception_namespaces
+                .iter()
+                .any(|g| g.matches(namespace))
     }
 
     pub fn config(&self) -> &Config {

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod did_you_mean;
+pub mod exception;
 pub mod rules;
 pub mod selector;
 
@@ -11,6 +12,7 @@ use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 
 pub use config::{Config, ConfigError, Mode, Override, Policy};
+pub use exception::{Exception, ExceptionSpec, Exceptions};
 pub use rules::{RULES, Rule, RuleInfo};
 pub use selector::{LabelSelector, Labels};
 
@@ -60,6 +62,8 @@ pub struct Request<'r, 'a> {
     pub namespace: &'r str,
     /// Its labels, for `overrides` that select namespaces by label (`None`: not known).
     pub namespace_labels: Option<&'r Labels>,
+    /// The HookPolicyExceptions that exist (only those the policy honours count), and the time.
+    pub exceptions: Exceptions<'r>,
     /// The new object (`None` for DELETE).
     pub object: Option<&'r Object<'a>>,
     /// The old object (DELETE and UPDATE); read only for hook accounting on DELETE.
@@ -112,6 +116,10 @@ pub struct Decision {
     pub warnings: Vec<Finding>,
     /// Rules the object exempted itself from through its annotation, that would have fired.
     pub exempted: Vec<&'static str>,
+    /// Rules a HookPolicyException waived, with the exception's `namespace/name`.
+    pub excepted: Vec<(&'static str, String)>,
+    /// Rules that fired although a HookPolicyException matched: it has expired.
+    pub expired_exceptions: Vec<(&'static str, String)>,
     /// Rules whose violation was already present in the UPDATE's old object: reported as
     /// warnings instead of denials (ratcheting), so existing objects are never trapped.
     pub ratcheted: Vec<&'static str>,
@@ -431,9 +439,23 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
             decision.exempted.push(info.id);
             continue;
         }
+        let mut message = violation.message;
+        let granted = req.exceptions.granted.iter().filter(|e| {
+            policy.honours_exceptions_from(&e.namespace) && e.covers(info.id, req.namespace, object)
+        });
+        let (expired, valid): (Vec<&Exception>, Vec<&Exception>) =
+            granted.partition(|e| e.expired(req.exceptions.now));
+        if let Some(e) = valid.first() {
+            decision.excepted.push((info.id, e.id.clone()));
+            continue;
+        }
+        if let Some(e) = expired.first() {
+            message.push_str(&format!(" (HookPolicyException {} has expired)", e.id));
+            decision.expired_exceptions.push((info.id, e.id.clone()));
+        }
         let finding = Finding {
             rule: info.id,
-            message: violation.message,
+            message,
             problems: violation.problems,
         };
         match (mode, violation.patch.is_empty()) {
@@ -657,6 +679,86 @@ overrides:
         warning(&d, "pod-security");
         let d = judge_in(&policy, &pod, Operation::Create, "kube-system", None);
         assert_eq!(d.skipped, Some(Skip::ExemptNamespace));
+    }
+
+    fn exception(namespace: &str, expires: Option<i64>) -> Exception {
+        let spec: ExceptionSpec = serde_saphyr::from_str(
+            "rules: [pod-security]\nmatch: {namespaces: [default], names: [\"release-*\"]}\nreason: the CNI's hook needs it until v2\n",
+        )
+        .unwrap();
+        Exception::new(namespace, "cni-hook", &spec, expires).unwrap()
+    }
+
+    fn judge_with_exceptions(policy: &Policy, granted: &[Exception], now: i64) -> Decision {
+        let json = privileged_pod();
+        let object: Object = serde_json::from_str(&json).unwrap();
+        let req = Request {
+            operation: Operation::Create,
+            group: "",
+            kind: "Pod",
+            subresource: false,
+            namespace: "default",
+            namespace_labels: None,
+            exceptions: Exceptions { granted, now },
+            object: Some(&object),
+            old_object: None,
+        };
+        evaluate(policy, &req).unwrap()
+    }
+
+    #[test]
+    fn an_exception_counts_only_from_the_platforms_namespaces_and_until_it_expires() {
+        let policy = Policy::default().with_own_namespace("hookguard");
+        assert!(policy.honours_exceptions_from("hookguard"));
+        assert!(!policy.honours_exceptions_from("default"));
+        // Granted by the platform (hookguard's namespace): the privileged hook Pod passes.
+        let d = judge_with_exceptions(&policy, &[exception("hookguard", Some(2_000))], 1_000);
+        assert!(d.allowed(), "{d:#?}");
+        assert_eq!(
+            d.excepted,
+            [("pod-security", "hookguard/cni-hook".to_owned())]
+        );
+        // The same object in the team's namespace waives nothing.
+        let d = judge_with_exceptions(&policy, &[exception("default", None)], 1_000);
+        assert!(denial(&d, "pod-security").contains("privileged"));
+        assert!(d.excepted.is_empty());
+        // Expired: denied again, and the message says which exception expired.
+        let d = judge_with_exceptions(&policy, &[exception("hookguard", Some(2_000))], 2_000);
+        assert!(
+            denial(&d, "pod-security")
+                .contains("HookPolicyException hookguard/cni-hook has expired")
+        );
+        assert_eq!(
+            d.expired_exceptions,
+            [("pod-security", "hookguard/cni-hook".to_owned())]
+        );
+        // A policy naming its exception namespaces replaces the default.
+        let platform = Config::from_yaml("exceptions: {namespaces: [\"platform-*\"]}\n")
+            .unwrap()
+            .with_own_namespace("hookguard");
+        assert!(platform.honours_exceptions_from("platform-security"));
+        assert!(!platform.honours_exceptions_from("hookguard"));
+        let d = judge_with_exceptions(&platform, &[exception("hookguard", None)], 1_000);
+        assert!(!d.allowed());
+    }
+
+    #[test]
+    fn an_exception_that_cannot_be_honoured_says_why() {
+        let spec = |yaml: &str| serde_saphyr::from_str::<ExceptionSpec>(yaml).unwrap();
+        let err = |yaml: &str| Exception::new("hookguard", "x", &spec(yaml), None).unwrap_err();
+        assert_eq!(
+            err("rules: [pod-securty]\nmatch: {names: [a]}\nreason: r\n"),
+            "spec.rules[0]: unknown rule id \"pod-securty\"; did you mean \"pod-security\"?"
+        );
+        assert_eq!(
+            err("rules: [image-tag]\nmatch: {names: [a]}\n"),
+            "spec.reason: must say why"
+        );
+        assert!(err("rules: [image-tag]\nreason: r\n").starts_with("spec.match:"));
+        assert_eq!(
+            err("match: {names: [a]}\nreason: r\n"),
+            "spec.rules: names no rule"
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub(super) enum Grant {
     Certs,
     /// policy.overrides with a namespaceSelector: reading Namespaces. The webhook's.
     NamespaceLabels,
+    /// policyExceptions.enabled: watching HookPolicyExceptions. The webhook's.
+    PolicyExceptions,
     /// Leader election: its own Lease. The controller's, like all below.
     Lease,
     /// The inventory: reading Jobs and Pods in every namespace.
@@ -37,7 +39,7 @@ impl Grant {
     /// or `<fullname>-controller`.
     fn holder(self, fullname: &str) -> String {
         match self {
-            Grant::Certs | Grant::NamespaceLabels => fullname.to_owned(),
+            Grant::Certs | Grant::NamespaceLabels | Grant::PolicyExceptions => fullname.to_owned(),
             _ => format!("{fullname}-controller"),
         }
     }
@@ -114,6 +116,14 @@ fn expected_rbac(fullname: &str, ns: &str, grants: &[Grant]) -> BTreeSet<String>
             }
             Grant::NamespaceLabels => {
                 add("ClusterRole", "/namespaces", &["get", "list", "watch"], "*");
+            }
+            Grant::PolicyExceptions => {
+                add(
+                    "ClusterRole",
+                    "hookguard.io/hookpolicyexceptions",
+                    &["list", "watch"],
+                    "*",
+                );
             }
             Grant::Lease => {
                 add(

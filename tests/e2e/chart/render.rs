@@ -365,7 +365,7 @@ fn policy_override(env: &Env) -> Result<()> {
 
 /// policy.overrides with a namespaceSelector: the webhook gets --namespace-labels, a token and
 /// read access to Namespaces, also in a certificate mode that needs no API otherwise; overrides
-/// by name only need none of it.
+/// by name only need none of it. policyExceptions.enabled: list/watch of HookPolicyExceptions.
 fn namespace_label_overrides(env: &Env) -> Result<()> {
     const BY_LABEL: [&str; 2] = [
         "policy.overrides[0].namespaceSelector.matchLabels.tier=strict",
@@ -423,7 +423,25 @@ fn namespace_label_overrides(env: &Env) -> Result<()> {
         false,
     )?);
     forbid_arg(&args, "--namespace-labels")?;
-    check_rbac(&docs, REL, NS, &[])
+    forbid_arg(&args, "--policy-exceptions")?;
+    check_rbac(&docs, REL, NS, &[])?;
+
+    // HookPolicyExceptions: the webhook watches them, with a token, and nothing more.
+    let docs = render_values(
+        env,
+        &[
+            "policyExceptions.enabled=true",
+            "certs.mode=certManager",
+            "inventory.enabled=false",
+        ],
+    )?;
+    let args = container_args(rendered_deployment(
+        &docs,
+        Tls::Mounted("hookguard-tls"),
+        true,
+    )?);
+    require_args(&args, &["--policy-exceptions"])?;
+    check_rbac(&docs, REL, NS, &[Grant::PolicyExceptions])
 }
 
 /// `hookguard lint --config FILE --list-rules` loads and validates a policy file exactly as

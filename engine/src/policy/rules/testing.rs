@@ -125,6 +125,7 @@ pub fn judge_in(
         subresource: false,
         namespace,
         namespace_labels: labels,
+        exceptions: Default::default(),
         object: Some(&object),
         old_object: None,
     };
@@ -144,6 +145,7 @@ pub fn judge_update(policy: &Policy, old: &str, new: &str) -> Decision {
         subresource: false,
         namespace: "default",
         namespace_labels: None,
+        exceptions: Default::default(),
         object: Some(&object),
         old_object: Some(&old),
     };
