@@ -273,6 +273,7 @@ fn benches<M: Measurement>(c: &mut Criterion<M>, suffix: &str) {
                 subresource: false,
                 namespace: "shop",
                 namespace_labels: None,
+                exceptions: Default::default(),
                 object: Some(black_box(&object)),
                 old_object: None,
             };
