@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use hookguard::metrics::{ControllerMetrics, WebhookMetrics, encode};
+use hookguard::metrics::{ControllerMetrics, Violation, WebhookMetrics, encode};
 use serde_json::Value;
 
 fn repo_file(path: &str) -> String {
@@ -24,9 +24,20 @@ struct Family {
 }
 
 fn families() -> Vec<Family> {
-    // What the two processes export together: `serve` and `controller`.
-    let text = encode(&WebhookMetrics::new(true).registry)
-        + &encode(&ControllerMetrics::new(true).registry);
+    // What the two processes export together: `serve` and `controller`. The re-check's gauge
+    // has no zero series (a violation needs its labels): give it the one of a re-check pass.
+    let controller = ControllerMetrics::new(true);
+    controller.recheck.publish(
+        [Violation {
+            rule: "image-tag",
+            namespace: "shop".into(),
+            from: "release",
+            effect: "warn",
+            when_enforced: "deny",
+        }],
+        0,
+    );
+    let text = encode(&WebhookMetrics::new(true).registry) + &encode(&controller.registry);
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|rest| {

@@ -6,6 +6,10 @@
 //! janitor's deletes; the webhook process, which every pod can reach, holds none of them. With
 //! several replicas only the holder of the Lease works; the others wait to take over.
 
+mod recheck;
+
+pub use recheck::RecheckOptions;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +44,8 @@ pub struct ControllerOptions {
     pub shutdown_grace: Duration,
     #[command(flatten)]
     pub inventory: InventoryOptions,
+    #[command(flatten)]
+    pub recheck: RecheckOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +114,18 @@ pub async fn run(
         metrics.inventory.clone(),
         shutdown.child_token(),
     ));
+    if opts.recheck.policy_recheck {
+        // Every replica re-checks (read-only and idempotent): the gauge is the same on each, so
+        // dashboards take the maximum over replicas, as for the inventory.
+        tokio::spawn(recheck::run(
+            conn.client.clone(),
+            opts.recheck.clone(),
+            opts.inventory.helm_drivers.clone(),
+            namespace.clone(),
+            metrics.recheck.clone(),
+            background.child_token(),
+        ));
+    }
     readiness.set(true);
     tracing::info!(%admin_addr, %namespace, janitor = opts.inventory.janitor, version = env!("CARGO_PKG_VERSION"), "hookguard controller running");
 

@@ -13,6 +13,7 @@ mod certs;
 mod connections;
 mod inventory;
 mod namespaces;
+mod recheck;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -34,6 +35,7 @@ pub use inventory::{
     NamespaceOutcomeLabels, OutcomeLabels, ReleaseLabels,
 };
 pub use namespaces::NamespaceMetrics;
+pub use recheck::{RecheckMetrics, Violation};
 
 pub(crate) type GaugeI = Gauge<i64, AtomicI64>;
 
@@ -108,6 +110,7 @@ pub struct ControllerMetrics {
     pub registry: Arc<Registry>,
     pub inventory: InventoryMetrics,
     pub connections: ConnectionMetrics,
+    pub recheck: RecheckMetrics,
 }
 
 impl ControllerMetrics {
@@ -116,10 +119,12 @@ impl ControllerMetrics {
         let mut registry = process_registry();
         let inventory = InventoryMetrics::register(&mut registry, namespace_label);
         let connections = ConnectionMetrics::register(&mut registry, &["admin"]);
+        let recheck = RecheckMetrics::register(&mut registry, namespace_label);
         ControllerMetrics {
             registry: Arc::new(registry),
             inventory,
             connections,
+            recheck,
         }
     }
 }

@@ -124,6 +124,29 @@ fn rollout_by_namespace_and_label(env: &Env) -> Result<()> {
 
         // Enforced in one namespace by name: its next upgrade fails, the other's passes.
         set_policy(&hg, &policy, ENFORCED_BY_NAME)?;
+        // The controller's re-check of the same policy file agrees with `audit --policy`.
+        let controller = Served::controller(
+            "controller-rollout",
+            &dir,
+            &[
+                format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
+                format!("--namespace={OWN_NS}"),
+                "--leader-election=false".into(),
+                "--policy-recheck".into(),
+                format!("--config={}", policy.display()),
+                "--recheck-interval=3s".into(),
+            ],
+            &[],
+        )?;
+        let recheck = rechecked(env, &controller, &policy);
+        if recheck.is_err() {
+            eprintln!(
+                "===== controller-rollout =====\n{}",
+                controller.log_tail(30)
+            );
+        }
+        controller.stop();
+        recheck?;
         denied(BY_NAME)?;
         succeeds("upgrade", BY_LABEL)?;
 
@@ -216,6 +239,63 @@ fn predicts(env: &Env, candidate: &Path, ns: &str, denied: bool) -> Result<()> {
     ensure(stored_denial == denied, || {
         format!("audit --policy -n {ns} -o json: {impacts}")
     })
+}
+
+/// The controller's `hookguard_policy_violations` for image-tag denials in `BY_NAME` (live and
+/// stored in the release) equal what `hookguard audit --policy` counts; none in `BY_LABEL`.
+fn rechecked(env: &Env, controller: &Served, policy: &Path) -> Result<()> {
+    let gauge = |ns: &str| {
+        controller.metric_sum(
+            "hookguard_policy_violations",
+            &[
+                &format!("namespace=\"{ns}\""),
+                "rule=\"image-tag\"",
+                "effect=\"deny\"",
+            ],
+        )
+    };
+    let release_denials = wait_for(
+        "the re-check to report the stored hook's denial",
+        Duration::from_secs(30),
+        || {
+            let stored = controller.metric_sum(
+                "hookguard_policy_violations",
+                &[
+                    &format!("namespace=\"{BY_NAME}\""),
+                    "rule=\"image-tag\"",
+                    "from=\"release\"",
+                    "effect=\"deny\"",
+                ],
+            );
+            (stored >= 1.0).then_some(stored)
+        },
+    )?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookguard"))
+        .args(["audit", "-n", BY_NAME, "-o", "json", "--policy"])
+        .arg(policy)
+        .arg(format!("--kubeconfig={}", env.cluster.kubeconfig.display()))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let impacts: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("audit json: {e}"))?;
+    let audited = impacts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|i| i["findings"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["rule"] == "image-tag" && f["action"] == "deny")
+        .count() as f64;
+    ensure(gauge(BY_NAME) == audited && gauge(BY_LABEL) == 0.0, || {
+        format!(
+            "re-check: {} image-tag denials in {BY_NAME} ({release_denials} stored in the release), {} in {BY_LABEL}; audit --policy counts {audited}",
+            gauge(BY_NAME),
+            gauge(BY_LABEL)
+        )
+    })?;
+    eprintln!(
+        "e2e:   the controller's re-check: {audited} image-tag denials in {BY_NAME} ({release_denials} in the stored release), as audit --policy says; none in {BY_LABEL}"
+    );
+    Ok(())
 }
 
 /// Writes a new policy file and waits until hookguard reports it reloaded.

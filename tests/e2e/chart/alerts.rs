@@ -7,13 +7,14 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{MONITORING_AND_NETPOL, dashboard_json, one, render_values};
 use crate::Env;
 use crate::hookguard::Served;
-use crate::proc::{Result, ensure, out_text};
+use crate::proc::{Result, ensure, out_text, wait_for};
 use crate::scrape::exported_metric_names;
 use crate::tools::prometheus_tool;
 
@@ -67,11 +68,20 @@ fn hookguard_names(expr: &str) -> Vec<String> {
 /// and a controller started for this; so none can silently never fire), and every metric that
 /// should be alerted on is.
 pub(super) fn alerts_use_exported_metrics(env: &Env) -> Result<()> {
-    let rules = alerts(&render_values(env, MONITORING_AND_NETPOL)?)?;
+    let rules = alerts(&render_values(
+        env,
+        &[MONITORING_AND_NETPOL, &["policyRecheck.enabled=true"]].concat(),
+    )?)?;
     let webhook = {
         let hg = env.hookguard.lock().map_err(|e| e.to_string())?;
         hg.metrics()
     };
+    // A hook the policy re-check reports (restartPolicy Always), so that its gauge has a series.
+    const NS: &str = "e2e-unguarded-alerts";
+    env.cluster.namespace(NS)?;
+    env.cluster.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: recheck-me\n  namespace: {NS}\n  annotations:\n    helm.sh/hook: test\nspec:\n  containers: [{{name: c, image: registry.example/c:1}}]\n"
+    ))?;
     let controller = Served::controller(
         "hookguard-alerts-controller",
         &env.cluster.work.join("alerts-controller"),
@@ -79,11 +89,23 @@ pub(super) fn alerts_use_exported_metrics(env: &Env) -> Result<()> {
             format!("--kubeconfig={}", env.cluster.kubeconfig.display()),
             "--namespace=default".to_owned(),
             "--leader-election=false".to_owned(),
+            "--policy-recheck".to_owned(),
         ],
         &[],
     )?;
-    let controller_metrics = controller.metrics();
+    let rechecked = wait_for(
+        "the policy re-check's first pass",
+        Duration::from_secs(60),
+        || {
+            let m = controller.metrics();
+            m.contains("hookguard_policy_violations{").then_some(m)
+        },
+    );
     controller.stop();
+    let _ = env
+        .cluster
+        .kubectl(&["delete", "namespace", NS, "--wait=false"]);
+    let controller_metrics = rechecked?;
     ensure(
         !webhook.is_empty() && !controller_metrics.is_empty(),
         || "cannot read the webhook's or the controller's /metrics".into(),
@@ -116,6 +138,7 @@ pub(super) fn alerts_use_exported_metrics(env: &Env) -> Result<()> {
         "hookguard_hook_oldest_finished_age_seconds",
         "hookguard_hook_job_outcomes_total",
         "hookguard_hook_orphans",
+        "hookguard_policy_violations",
     ] {
         ensure(used.contains(want), || format!("no alert on {want}"))?;
     }
@@ -183,7 +206,13 @@ fn dashboard_rules() -> Result<Value> {
 /// compiles, and each alert fires exactly when it should.
 pub(super) fn prometheus_alerts(env: &Env) -> Result<()> {
     let promtool = prometheus_tool("promtool")?;
-    let docs = render_values(env, &["metrics.prometheusRule.enabled=true"])?;
+    let docs = render_values(
+        env,
+        &[
+            "metrics.prometheusRule.enabled=true",
+            "policyRecheck.enabled=true",
+        ],
+    )?;
     let mut spec = one(&docs, "PrometheusRule")?["spec"].clone();
     let dir = env.cluster.work.join("promtool");
     let _ = fs::remove_dir_all(&dir);

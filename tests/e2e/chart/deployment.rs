@@ -91,16 +91,27 @@ pub(super) fn check_controller_deployment(d: &Value, fullname: &str, replicas: i
         format!("controller args {args:?}")
     })?;
     require_args(&args, &["--admin-addr=0.0.0.0:8080", "--log-format=json"])?;
-    for flag in [
-        "--config",
-        "--cert-secret",
-        "--tls-cert",
-        "--addr=",
-        "--client-ca",
-    ] {
+    for flag in ["--cert-secret", "--tls-cert", "--addr=", "--client-ca"] {
         forbid_arg(&args, flag)?;
     }
     let c = &spec["containers"][0];
+    // The policy file only for the re-check, from the policy ConfigMap, read-only.
+    if args.iter().any(|a| a.starts_with("--config")) {
+        require_args(
+            &args,
+            &[
+                "--policy-recheck",
+                "--config=/etc/hookguard/policy/policy.yaml",
+            ],
+        )?;
+        ensure(
+            c["volumeMounts"].as_array().is_some_and(|m| {
+                m.iter()
+                    .any(|m| m["mountPath"] == "/etc/hookguard/policy" && m["readOnly"] == true)
+            }),
+            || format!("controller volumeMounts {}", c["volumeMounts"]),
+        )?;
+    }
     // Where the Lease is, and the identity it is held under.
     check_downward_api(
         c,
@@ -114,9 +125,11 @@ pub(super) fn check_controller_deployment(d: &Value, fullname: &str, replicas: i
             && c["ports"]
                 .as_array()
                 .is_some_and(|p| p.len() == 1 && p[0]["name"] == "metrics")
-            && spec["volumes"]
-                .as_array()
-                .is_some_and(|v| v.iter().all(|v| v["emptyDir"].is_object())),
+            && spec["volumes"].as_array().is_some_and(|v| {
+                // Scratch space, and the policy ConfigMap for the re-check: never a Secret.
+                v.iter()
+                    .all(|v| v["emptyDir"].is_object() || v["configMap"]["name"].is_string())
+            }),
         || format!("controller pod spec {spec}"),
     )?;
     ensure(

@@ -29,6 +29,8 @@ pub(super) enum Grant {
     /// Orphan detection with the default `inventory.helmDrivers`: listing Helm's release
     /// records, Secrets and ConfigMaps.
     Orphans,
+    /// policyRecheck.enabled: reading the latest release record of each release.
+    PolicyRecheck,
     /// The janitor: deleting Jobs and Pods in these namespaces (`janitor.namespaces`): one Role
     /// per namespace for a list of names, cluster-wide when one is a glob.
     Janitor(&'static [&'static str]),
@@ -137,6 +139,10 @@ fn expected_rbac(fullname: &str, ns: &str, grants: &[Grant]) -> BTreeSet<String>
             Grant::Inventory => {
                 add("ClusterRole", "batch/jobs", &["get", "list", "watch"], "*");
                 add("ClusterRole", "/pods", &["get", "list", "watch"], "*");
+            }
+            Grant::PolicyRecheck => {
+                add("ClusterRole", "/secrets", &["get", "list"], "*");
+                add("ClusterRole", "/configmaps", &["get", "list"], "*");
             }
             Grant::Orphans => {
                 add("ClusterRole", "/secrets", &["list", "watch"], "*");

@@ -441,7 +441,30 @@ fn namespace_label_overrides(env: &Env) -> Result<()> {
         true,
     )?);
     require_args(&args, &["--policy-exceptions"])?;
-    check_rbac(&docs, REL, NS, &[Grant::PolicyExceptions])
+    check_rbac(&docs, REL, NS, &[Grant::PolicyExceptions])?;
+
+    // The controller's policy re-check: the policy file mounted, the records readable.
+    let docs = render_values(env, &["policyRecheck.enabled=true"])?;
+    require_args(
+        &controller_args(&docs)?,
+        &[
+            "--policy-recheck",
+            "--config=/etc/hookguard/policy/policy.yaml",
+            "--recheck-interval=10m",
+        ],
+    )?;
+    check_rbac(
+        &docs,
+        REL,
+        NS,
+        &[
+            Grant::Certs,
+            Grant::Lease,
+            Grant::Inventory,
+            Grant::Orphans,
+            Grant::PolicyRecheck,
+        ],
+    )
 }
 
 /// `hookguard lint --config FILE --list-rules` loads and validates a policy file exactly as

@@ -1,0 +1,159 @@
+//! The policy re-check (`--policy-recheck`): the webhook's policy judged again, periodically and
+//! whenever the policy file changes, against every live hook and every hook stored in the latest
+//! revision of each Helm release (the same pass as `hookguard audit --policy`), published as the
+//! `hookguard_policy_violations` gauge. Only the counts are kept.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::impact::{self, From};
+use crate::inventory::HelmDriver;
+use crate::metrics::{RecheckMetrics, Violation};
+use crate::policy::{Config, Policy, RULES};
+
+/// How often the policy file is looked at for changes.
+const FILE_POLL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RecheckOptions {
+    /// Re-run the policy over live hooks and the hooks stored in Helm releases, and publish
+    /// `hookguard_policy_violations`. Needs get on the release records' Secrets/ConfigMaps.
+    #[arg(long, env = "HOOKGUARD_POLICY_RECHECK")]
+    pub policy_recheck: bool,
+    /// The webhook's policy file (the built-in policy when absent); re-read on change.
+    #[arg(long, env = "HOOKGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// How often the re-check runs (and at once when the policy file changes).
+    #[arg(long, env = "HOOKGUARD_RECHECK_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub recheck_interval: Duration,
+}
+
+/// Runs re-checks until `stop`. `own_namespace` is exempt, as in the webhook.
+pub async fn run(
+    client: kube::Client,
+    opts: RecheckOptions,
+    drivers: Vec<HelmDriver>,
+    own_namespace: String,
+    metrics: RecheckMetrics,
+    stop: CancellationToken,
+) {
+    let mut bytes: Option<Vec<u8>> = None;
+    let mut policy = Policy::default().with_own_namespace(&own_namespace);
+    let mut last_pass: Option<Instant> = None;
+    loop {
+        let current = match &opts.config {
+            Some(path) => std::fs::read(path).ok(),
+            None => None,
+        };
+        let changed = current.is_some() && current != bytes;
+        if changed {
+            let parsed = current
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .map(|text| Config::from_yaml(&text));
+            match parsed {
+                Some(Ok(p)) => policy = p.with_own_namespace(&own_namespace),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "policy re-check: new policy rejected; keeping the current one")
+                }
+                None => {}
+            }
+            bytes = current;
+        }
+        let due = last_pass.is_none_or(|t| t.elapsed() >= opts.recheck_interval);
+        if changed || due {
+            match impact::collect(&client, None, &drivers, &policy).await {
+                Ok(impacts) => {
+                    metrics.publish(violations(&impacts), now());
+                    tracing::info!(hooks = impacts.len(), "policy re-check done");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "policy re-check failed; retrying at the next pass")
+                }
+            }
+            last_pass = Some(Instant::now());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(FILE_POLL) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// One [`Violation`] per finding.
+fn violations(impacts: &[impact::Impact]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for i in impacts {
+        for f in &i.findings {
+            let mutates = RULES
+                .iter()
+                .find(|r| r.info().id == f.rule)
+                .is_some_and(|r| r.info().mutates);
+            out.push(Violation {
+                rule: f.rule,
+                namespace: i.namespace.clone(),
+                from: match i.from {
+                    From::Live => "live",
+                    From::Release => "release",
+                },
+                effect: f.action,
+                when_enforced: if mutates { "mutate" } else { "deny" },
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::impact::Impact;
+    use crate::lint::LintFinding;
+
+    #[test]
+    fn each_finding_is_one_violation_saying_what_enforcing_its_rule_does() {
+        let finding = |rule, action| LintFinding {
+            rule,
+            action,
+            message: String::new(),
+        };
+        let impacts = [Impact {
+            from: From::Release,
+            namespace: "shop".into(),
+            release: "shop".into(),
+            revision: Some(2),
+            kind: "Job".into(),
+            name: "shop-migrate".into(),
+            findings: vec![finding("image-tag", "warn"), finding("job-ttl", "warn")],
+            error: None,
+        }];
+        let v = violations(&impacts);
+        let got: Vec<_> = v
+            .iter()
+            .map(|v| {
+                (
+                    v.rule,
+                    v.namespace.as_str(),
+                    v.from,
+                    v.effect,
+                    v.when_enforced,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("image-tag", "shop", "release", "warn", "deny"),
+                ("job-ttl", "shop", "release", "warn", "mutate"),
+            ]
+        );
+    }
+}
