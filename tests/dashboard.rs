@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use hookguard::metrics::{ControllerMetrics, Violation, WebhookMetrics, encode};
+use hookguard::metrics::{ControllerMetrics, ViolationLabels, WebhookMetrics, encode};
 use serde_json::Value;
 
 fn repo_file(path: &str) -> String {
@@ -28,7 +28,7 @@ fn families() -> Vec<Family> {
     // has no zero series (a violation needs its labels): give it the one of a re-check pass.
     let controller = ControllerMetrics::new(true);
     controller.recheck.publish(
-        [Violation {
+        [ViolationLabels {
             rule: "image-tag",
             namespace: "shop".into(),
             from: "release",

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::impact::{self, From};
 use crate::inventory::HelmDriver;
-use crate::metrics::{RecheckMetrics, Violation};
+use crate::metrics::{RecheckMetrics, ViolationLabels};
 use crate::policy::{Config, Policy, RULES};
 
 /// How often the policy file is looked at for changes.
@@ -88,8 +88,8 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// One [`Violation`] per finding.
-fn violations(impacts: &[impact::Impact]) -> Vec<Violation> {
+/// One [`ViolationLabels`] per finding.
+fn violations(impacts: &[impact::Impact]) -> Vec<ViolationLabels> {
     let mut out = Vec::new();
     for i in impacts {
         for f in &i.findings {
@@ -97,7 +97,7 @@ fn violations(impacts: &[impact::Impact]) -> Vec<Violation> {
                 .iter()
                 .find(|r| r.info().id == f.rule)
                 .is_some_and(|r| r.info().mutates);
-            out.push(Violation {
+            out.push(ViolationLabels {
                 rule: f.rule,
                 namespace: i.namespace.clone(),
                 from: match i.from {

@@ -35,7 +35,7 @@ pub use inventory::{
     NamespaceOutcomeLabels, OutcomeLabels, ReleaseLabels,
 };
 pub use namespaces::NamespaceMetrics;
-pub use recheck::{RecheckMetrics, Violation};
+pub use recheck::{RecheckMetrics, ViolationLabels};
 
 pub(crate) type GaugeI = Gauge<i64, AtomicI64>;
 

@@ -27,15 +27,6 @@ pub struct RecheckMetrics {
     namespaces: std::sync::Arc<BoundedValues>,
 }
 
-/// One count of [`RecheckMetrics::publish`].
-pub struct Violation {
-    pub rule: &'static str,
-    pub namespace: String,
-    pub from: &'static str,
-    pub effect: &'static str,
-    pub when_enforced: &'static str,
-}
-
 impl RecheckMetrics {
     pub fn register(registry: &mut Registry, namespace_label: bool) -> Self {
         let m = RecheckMetrics {
@@ -57,24 +48,17 @@ impl RecheckMetrics {
         m
     }
 
-    /// Replaces every series with this pass's counts.
-    pub fn publish(&self, violations: impl IntoIterator<Item = Violation>, now: i64) {
+    /// Replaces every series with this pass's counts: one per finding (namespaces capped like
+    /// the admission metrics', or empty without the namespace label).
+    pub fn publish(&self, violations: impl IntoIterator<Item = ViolationLabels>, now: i64) {
         self.violations.clear();
-        for v in violations {
-            let namespace = if self.namespace_label {
+        for mut v in violations {
+            v.namespace = if self.namespace_label {
                 self.namespaces.get(&v.namespace)
             } else {
                 String::new()
             };
-            self.violations
-                .get_or_create(&ViolationLabels {
-                    rule: v.rule,
-                    namespace,
-                    from: v.from,
-                    effect: v.effect,
-                    when_enforced: v.when_enforced,
-                })
-                .inc();
+            self.violations.get_or_create(&v).inc();
         }
         self.last_success.set(now);
     }
