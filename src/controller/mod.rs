@@ -7,6 +7,7 @@
 //! several replicas only the holder of the Lease works; the others wait to take over.
 
 mod recheck;
+mod reports;
 
 pub use recheck::RecheckOptions;
 

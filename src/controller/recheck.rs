@@ -28,6 +28,10 @@ pub struct RecheckOptions {
     /// How often the re-check runs (and at once when the policy file changes).
     #[arg(long, env = "HOOKGUARD_RECHECK_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub recheck_interval: Duration,
+    /// With --policy-recheck: also write the findings as OpenReports `Report` objects, one per
+    /// namespace (when the CRD is installed). Needs list, patch and delete on reports.
+    #[arg(long, env = "HOOKGUARD_REPORTS", value_enum, default_value = "none")]
+    pub reports: super::reports::ReportFormat,
 }
 
 /// Runs re-checks until `stop`. `own_namespace` is exempt, as in the webhook.
@@ -42,6 +46,7 @@ pub async fn run(
     let mut bytes: Option<Vec<u8>> = None;
     let mut policy = Policy::default().with_own_namespace(&own_namespace);
     let mut last_pass: Option<Instant> = None;
+    let mut reported = None;
     loop {
         let current = match &opts.config {
             Some(path) => std::fs::read(path).ok(),
@@ -67,6 +72,9 @@ pub async fn run(
             match impact::collect(&client, None, &drivers, &policy).await {
                 Ok(impacts) => {
                     metrics.publish(violations(&impacts), now());
+                    if opts.reports == super::reports::ReportFormat::Openreports {
+                        super::reports::publish(&client, &impacts, now(), &mut reported).await;
+                    }
                     tracing::info!(hooks = impacts.len(), "policy re-check done");
                 }
                 Err(e) => {

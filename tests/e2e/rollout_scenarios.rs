@@ -124,7 +124,19 @@ fn rollout_by_namespace_and_label(env: &Env) -> Result<()> {
 
         // Enforced in one namespace by name: its next upgrade fails, the other's passes.
         set_policy(&hg, &policy, ENFORCED_BY_NAME)?;
-        // The controller's re-check of the same policy file agrees with `audit --policy`.
+        // The controller's re-check of the same policy file agrees with `audit --policy`, in
+        // its gauge and in the OpenReports Reports it writes.
+        env.cluster.apply(OPENREPORTS_STAND_IN)?;
+        env.cluster.run_ok(
+            "kubectl",
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/reports.openreports.io",
+                "--timeout=30s",
+            ],
+            None,
+        )?;
         let controller = Served::controller(
             "controller-rollout",
             &dir,
@@ -135,6 +147,7 @@ fn rollout_by_namespace_and_label(env: &Env) -> Result<()> {
                 "--policy-recheck".into(),
                 format!("--config={}", policy.display()),
                 "--recheck-interval=3s".into(),
+                "--reports=openreports".into(),
             ],
             &[],
         )?;
@@ -292,11 +305,57 @@ fn rechecked(env: &Env, controller: &Served, policy: &Path) -> Result<()> {
             gauge(BY_LABEL)
         )
     })?;
+    // The Reports: as many failing results as denials, in each namespace.
+    let report = |ns: &str| {
+        wait_for(
+            &format!("the OpenReports Report in {ns}"),
+            Duration::from_secs(30),
+            || {
+                env.cluster
+                    .get_json(&["reports.openreports.io", "hookguard", "-n", ns])
+            },
+        )
+    };
+    let (a, b) = (report(BY_NAME)?, report(BY_LABEL)?);
+    let fails = |r: &serde_json::Value| {
+        r["results"].as_array().map_or(0, |all| {
+            all.iter().filter(|x| x["result"] == "fail").count()
+        }) as f64
+    };
+    ensure(
+        a["summary"]["fail"] == serde_json::json!(audited as u64)
+            && fails(&a) == audited
+            && b["summary"]["fail"] == 0
+            && a["source"] == "hookguard",
+        || format!("Reports: {BY_NAME} {a}\n{BY_LABEL} {b}"),
+    )?;
     eprintln!(
-        "e2e:   the controller's re-check: {audited} image-tag denials in {BY_NAME} ({release_denials} in the stored release), as audit --policy says; none in {BY_LABEL}"
+        "e2e:   the controller's re-check: {audited} image-tag denials in {BY_NAME} ({release_denials} in the stored release), as audit --policy says, also in its OpenReports Report; none in {BY_LABEL}"
     );
     Ok(())
 }
+
+/// A stand-in for the OpenReports `Report` CRD (a SIMULATION: the test cluster cannot fetch the
+/// real one): its real group, version, kind and plural, the fields hookguard writes preserved.
+const OPENREPORTS_STAND_IN: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: reports.openreports.io
+  labels: {hookguard.test/minimal-crd: "true"}
+spec:
+  group: openreports.io
+  scope: Namespaced
+  names: {kind: Report, listKind: ReportList, plural: reports, singular: report, shortNames: [reps]}
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"#;
 
 /// Writes a new policy file and waits until hookguard reports it reloaded.
 fn set_policy(hg: &Served, path: &Path, yaml: &str) -> Result<()> {

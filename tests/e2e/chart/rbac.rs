@@ -29,7 +29,8 @@ pub(super) enum Grant {
     /// Orphan detection with the default `inventory.helmDrivers`: listing Helm's release
     /// records, Secrets and ConfigMaps.
     Orphans,
-    /// policyRecheck.enabled: reading the latest release record of each release.
+    /// policyRecheck.enabled: reading the latest release record of each release, and writing
+    /// OpenReports Reports.
     PolicyRecheck,
     /// The janitor: deleting Jobs and Pods in these namespaces (`janitor.namespaces`): one Role
     /// per namespace for a list of names, cluster-wide when one is a glob.
@@ -143,6 +144,12 @@ fn expected_rbac(fullname: &str, ns: &str, grants: &[Grant]) -> BTreeSet<String>
             Grant::PolicyRecheck => {
                 add("ClusterRole", "/secrets", &["get", "list"], "*");
                 add("ClusterRole", "/configmaps", &["get", "list"], "*");
+                add(
+                    "ClusterRole",
+                    "openreports.io/reports",
+                    &["list", "patch", "delete"],
+                    "*",
+                );
             }
             Grant::Orphans => {
                 add("ClusterRole", "/secrets", &["list", "watch"], "*");

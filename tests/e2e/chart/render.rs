@@ -451,6 +451,7 @@ fn namespace_label_overrides(env: &Env) -> Result<()> {
             "--policy-recheck",
             "--config=/etc/hookguard/policy/policy.yaml",
             "--recheck-interval=10m",
+            "--reports=openreports",
         ],
     )?;
     check_rbac(
