@@ -43,6 +43,11 @@ pub struct Impact {
     pub revision: Option<u64>,
     pub kind: String,
     pub name: String,
+    /// The object's apiVersion (as the manifest says).
+    pub api_version: String,
+    /// A live object's uid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     pub findings: Vec<LintFinding>,
     /// The object or record could not be judged.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,6 +78,8 @@ pub fn judge_live(policy: &Policy, object: &Value, labels: Option<&Labels>) -> O
         revision: None,
         kind: linted.kind,
         name: linted.name,
+        api_version: linted.api_version,
+        uid: object["metadata"]["uid"].as_str().map(str::to_owned),
         findings: linted.findings,
         error: linted.error,
     })
@@ -94,6 +101,8 @@ pub fn judge_release<'l>(
             revision: Some(release.version),
             kind: hook.kind.clone(),
             name: hook.name.clone(),
+            api_version: String::new(),
+            uid: None,
             findings: Vec::new(),
             error: None,
         };
@@ -124,6 +133,7 @@ pub fn judge_release<'l>(
         ) {
             out.push(Impact {
                 namespace,
+                api_version: linted.api_version,
                 findings: linted.findings,
                 error: linted.error,
                 ..base
@@ -232,6 +242,8 @@ pub async fn collect(
                     revision: None,
                     kind: String::new(),
                     name: record.clone(),
+                    api_version: String::new(),
+                    uid: None,
                     findings: Vec::new(),
                     error: Some(format!("release record {ns}/{record}: {e}")),
                 }),

@@ -65,6 +65,16 @@ pub enum ControllerError {
     Io(#[from] std::io::Error),
 }
 
+/// The Event recorder of the controller (events.k8s.io), as `hookguard-controller` and, in a
+/// pod, its name.
+pub fn event_recorder(client: kube::Client) -> kube::runtime::events::Recorder {
+    let reporter = kube::runtime::events::Reporter {
+        controller: "hookguard-controller".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    kube::runtime::events::Recorder::new(client, reporter)
+}
+
 /// The admin server's limits: it serves probes and one Prometheus scrape at a time.
 const ADMIN: connections::AdminSettings = connections::AdminSettings {
     header_read_timeout: Duration::from_secs(5),
@@ -122,6 +132,9 @@ pub async fn run(
             conn.client.clone(),
             opts.recheck.clone(),
             opts.inventory.helm_drivers.clone(),
+            opts.inventory
+                .events
+                .then(|| event_recorder(conn.client.clone())),
             namespace.clone(),
             metrics.recheck.clone(),
             background.child_token(),

@@ -39,6 +39,7 @@ pub async fn run(
     client: kube::Client,
     opts: RecheckOptions,
     drivers: Vec<HelmDriver>,
+    events: Option<kube::runtime::events::Recorder>,
     own_namespace: String,
     metrics: RecheckMetrics,
     stop: CancellationToken,
@@ -72,6 +73,9 @@ pub async fn run(
             match impact::collect(&client, None, &drivers, &policy).await {
                 Ok(impacts) => {
                     metrics.publish(violations(&impacts), now());
+                    if let Some(events) = &events {
+                        record_events(events, &impacts).await;
+                    }
                     if opts.reports == super::reports::ReportFormat::Openreports {
                         super::reports::publish(&client, &impacts, now(), &mut reported).await;
                     }
@@ -86,6 +90,52 @@ pub async fn run(
         tokio::select! {
             _ = tokio::time::sleep(FILE_POLL) => {}
             _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Events per re-check at most (the rest is in the gauge, the Reports and `audit`).
+const MAX_EVENTS: usize = 200;
+
+/// A Warning Event on each live hook object with a denial or warning, so `kubectl describe`
+/// shows it (the recorder folds repeats into a series).
+async fn record_events(events: &kube::runtime::events::Recorder, impacts: &[impact::Impact]) {
+    let flagged = impacts
+        .iter()
+        .filter(|i| i.from == From::Live && i.findings.iter().any(|f| f.action != "mutate"));
+    for i in flagged.take(MAX_EVENTS) {
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(i.api_version.clone()),
+            kind: Some(i.kind.clone()),
+            name: Some(i.name.clone()),
+            namespace: Some(i.namespace.clone()),
+            uid: i.uid.clone(),
+            ..Default::default()
+        };
+        let note: Vec<String> = i
+            .findings
+            .iter()
+            .filter(|f| f.action != "mutate")
+            .map(|f| format!("[{}] {}: {}", f.rule, f.action, f.message))
+            .collect();
+        let mut note = note.join("; ");
+        // events.k8s.io caps the note at 1 KiB.
+        if note.len() > 1000 {
+            let cut = (0..=1000)
+                .rev()
+                .find(|&n| note.is_char_boundary(n))
+                .unwrap_or(0);
+            note.truncate(cut);
+        }
+        let event = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: "PolicyViolation".into(),
+            note: Some(note),
+            action: "Recheck".into(),
+            secondary: None,
+        };
+        if let Err(e) = events.publish(&event, &reference).await {
+            tracing::warn!(namespace = %i.namespace, name = %i.name, error = %e, "policy re-check: cannot record an Event");
         }
     }
 }
@@ -140,6 +190,8 @@ mod tests {
             revision: Some(2),
             kind: "Job".into(),
             name: "shop-migrate".into(),
+            api_version: "batch/v1".into(),
+            uid: None,
             findings: vec![finding("image-tag", "warn"), finding("job-ttl", "warn")],
             error: None,
         }];

@@ -165,6 +165,8 @@ mod tests {
             revision: (from == From::Release).then_some(3),
             kind: "Job".into(),
             name: "shop-migrate".into(),
+            api_version: "batch/v1".into(),
+            uid: None,
             findings: vec![LintFinding {
                 rule: "image-tag",
                 action,

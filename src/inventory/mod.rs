@@ -86,6 +86,11 @@ pub struct InventoryOptions {
     /// How often the janitor looks for objects to remove.
     #[arg(long, env = "HOOKGUARD_JANITOR_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub janitor_interval: Duration,
+    /// Record Kubernetes Events (events.k8s.io): each janitor deletion, in the deleted object's
+    /// namespace; with --policy-recheck, the findings on live hook objects. Needs create and
+    /// patch on events.
+    #[arg(long, env = "HOOKGUARD_EVENTS")]
+    pub events: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +276,9 @@ async fn work(
         });
     }
     let janitor = opts.janitor.then(|| Janitor {
+        events: opts
+            .events
+            .then(|| crate::controller::event_recorder(client.clone())),
         client: client.clone(),
         policy: opts.janitor_policy(),
         dry_run: opts.janitor_dry_run,

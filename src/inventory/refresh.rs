@@ -26,6 +26,8 @@ pub(super) struct PreviousSeries {
 
 pub(super) struct Janitor {
     pub(super) client: kube::Client,
+    /// With --events: records each deletion.
+    pub(super) events: Option<kube::runtime::events::Recorder>,
     pub(super) policy: janitor::JanitorPolicy,
     pub(super) dry_run: bool,
     pub(super) interval: Duration,
@@ -208,6 +210,33 @@ impl Janitor {
             Ok(()) => {
                 tracing::info!(namespace = %d.namespace, kind = d.kind.as_str(), name = %d.name, uid = %d.uid, reason = d.reason.as_str(), "janitor: deleted");
                 count("delete");
+                if let Some(events) = &self.events {
+                    let (api_version, kind) = match d.kind {
+                        Kind::Job => ("batch/v1", "Job"),
+                        Kind::Pod => ("v1", "Pod"),
+                    };
+                    let reference = k8s_openapi::api::core::v1::ObjectReference {
+                        api_version: Some(api_version.to_owned()),
+                        kind: Some(kind.to_owned()),
+                        name: Some(d.name.clone()),
+                        namespace: Some(d.namespace.clone()),
+                        uid: Some(d.uid.clone()),
+                        ..Default::default()
+                    };
+                    let event = kube::runtime::events::Event {
+                        type_: kube::runtime::events::EventType::Normal,
+                        reason: "HookDeleted".into(),
+                        note: Some(format!(
+                            "hookguard's janitor deleted this finished hook {kind} ({}): nothing else would have",
+                            d.reason.as_str()
+                        )),
+                        action: "Delete".into(),
+                        secondary: None,
+                    };
+                    if let Err(e) = events.publish(&event, &reference).await {
+                        tracing::warn!(namespace = %d.namespace, name = %d.name, error = %e, "janitor: cannot record the deletion's Event");
+                    }
+                }
             }
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
                 tracing::debug!(namespace = %d.namespace, name = %d.name, "janitor: already gone or replaced");

@@ -45,6 +45,7 @@ fn replica(env: &Env, name: &str, dir: &Path, janitor_dry_run: bool) -> Result<S
         "--janitor-namespaces=e2e-unguarded-inv-*".to_owned(),
         "--janitor-min-age=2s".to_owned(),
         "--janitor-interval=1s".to_owned(),
+        "--events".to_owned(),
     ];
     if janitor_dry_run {
         args.push("--janitor-dry-run".to_owned());
@@ -462,6 +463,25 @@ fn inventory(env: &Env) -> Result<()> {
                 || {
                     let present = hooks_per_kubectl(env, &[ORPHANS]);
                     (!present.iter().any(|(_, _, n)| n == "leftover-migrate")).then_some(present)
+                },
+            )?;
+            // The deletion is recorded where `kubectl get events -n` shows it.
+            wait_for(
+                "the janitor's Event for the deleted Job",
+                Duration::from_secs(30),
+                || {
+                    let events = env
+                        .cluster
+                        .get_json(&["events.events.k8s.io", "-n", ORPHANS])?;
+                    events["items"]
+                        .as_array()?
+                        .iter()
+                        .any(|e| {
+                            e["reason"] == "HookDeleted"
+                                && e["regarding"]["kind"] == "Job"
+                                && e["regarding"]["name"] == "leftover-migrate"
+                        })
+                        .then_some(())
                 },
             )?;
             // Give it a few more rounds: nothing else may go.

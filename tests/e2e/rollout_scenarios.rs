@@ -148,6 +148,7 @@ fn rollout_by_namespace_and_label(env: &Env) -> Result<()> {
                 format!("--config={}", policy.display()),
                 "--recheck-interval=3s".into(),
                 "--reports=openreports".into(),
+                "--events".into(),
             ],
             &[],
         )?;
@@ -329,8 +330,30 @@ fn rechecked(env: &Env, controller: &Served, policy: &Path) -> Result<()> {
             && a["source"] == "hookguard",
         || format!("Reports: {BY_NAME} {a}\n{BY_LABEL} {b}"),
     )?;
+    // And a Warning Event on the live hook, for `kubectl describe`.
+    wait_for(
+        "the re-check's Event on the live migration Job",
+        Duration::from_secs(30),
+        || {
+            let events = env
+                .cluster
+                .get_json(&["events.events.k8s.io", "-n", BY_NAME])?;
+            events["items"]
+                .as_array()?
+                .iter()
+                .any(|e| {
+                    e["reason"] == "PolicyViolation"
+                        && e["type"] == "Warning"
+                        && e["regarding"]["name"] == "app-migrate"
+                        && e["note"]
+                            .as_str()
+                            .is_some_and(|n| n.contains("[image-tag] deny"))
+                })
+                .then_some(())
+        },
+    )?;
     eprintln!(
-        "e2e:   the controller's re-check: {audited} image-tag denials in {BY_NAME} ({release_denials} in the stored release), as audit --policy says, also in its OpenReports Report; none in {BY_LABEL}"
+        "e2e:   the controller's re-check: {audited} image-tag denials in {BY_NAME} ({release_denials} in the stored release), as audit --policy says, also in its OpenReports Report and as a Warning Event on the live Job; none in {BY_LABEL}"
     );
     Ok(())
 }

@@ -29,6 +29,8 @@ pub(super) enum Grant {
     /// Orphan detection with the default `inventory.helmDrivers`: listing Helm's release
     /// records, Secrets and ConfigMaps.
     Orphans,
+    /// controller.events: recording Events.
+    Events,
     /// policyRecheck.enabled: reading the latest release record of each release, and writing
     /// OpenReports Reports.
     PolicyRecheck,
@@ -140,6 +142,14 @@ fn expected_rbac(fullname: &str, ns: &str, grants: &[Grant]) -> BTreeSet<String>
             Grant::Inventory => {
                 add("ClusterRole", "batch/jobs", &["get", "list", "watch"], "*");
                 add("ClusterRole", "/pods", &["get", "list", "watch"], "*");
+            }
+            Grant::Events => {
+                add(
+                    "ClusterRole",
+                    "events.k8s.io/events",
+                    &["create", "patch"],
+                    "*",
+                );
             }
             Grant::PolicyRecheck => {
                 add("ClusterRole", "/secrets", &["get", "list"], "*");

@@ -443,8 +443,12 @@ fn namespace_label_overrides(env: &Env) -> Result<()> {
     require_args(&args, &["--policy-exceptions"])?;
     check_rbac(&docs, REL, NS, &[Grant::PolicyExceptions])?;
 
-    // The controller's policy re-check: the policy file mounted, the records readable.
-    let docs = render_values(env, &["policyRecheck.enabled=true"])?;
+    // The controller's policy re-check: the policy file mounted, the records readable; and its
+    // Events.
+    let docs = render_values(
+        env,
+        &["policyRecheck.enabled=true", "controller.events=true"],
+    )?;
     require_args(
         &controller_args(&docs)?,
         &[
@@ -452,6 +456,7 @@ fn namespace_label_overrides(env: &Env) -> Result<()> {
             "--config=/etc/hookguard/policy/policy.yaml",
             "--recheck-interval=10m",
             "--reports=openreports",
+            "--events",
         ],
     )?;
     check_rbac(
@@ -464,6 +469,7 @@ fn namespace_label_overrides(env: &Env) -> Result<()> {
             Grant::Inventory,
             Grant::Orphans,
             Grant::PolicyRecheck,
+            Grant::Events,
         ],
     )
 }
