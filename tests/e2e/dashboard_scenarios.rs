@@ -150,6 +150,10 @@ fn dashboard(env: &Env) -> Result<()> {
             "--janitor-dry-run".to_owned(),
             "--janitor-min-age=1s".to_owned(),
             "--janitor-interval=1s".to_owned(),
+            // The rollout panels: the default policy judged again (the shop chart's notify hook
+            // lacks before-hook-creation: a warning that would deny once enforced).
+            "--policy-recheck".to_owned(),
+            "--recheck-interval=2s".to_owned(),
         ],
         &[],
     )?;
