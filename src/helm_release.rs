@@ -152,8 +152,12 @@ mod tests {
             );
             assert!(hook.manifest.contains("helm.sh/hook"), "{}", hook.manifest);
             // What audit --policy does with it: the default policy judges the stored manifest.
-            let impacts =
-                crate::impact::judge_release(&crate::policy::Policy::default(), &r, |_| None);
+            let impacts = crate::impact::judge_release(
+                &crate::policy::Policy::default(),
+                &r,
+                |_| None,
+                Default::default(),
+            );
             assert_eq!(impacts.len(), 1);
             assert!(impacts[0].error.is_none(), "{:?}", impacts[0]);
         }

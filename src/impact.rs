@@ -18,7 +18,7 @@ use crate::helm_release::{self, HelmRelease};
 use crate::hook::HOOK_ANNOTATION;
 use crate::inventory::HelmDriver;
 use crate::lint::{LintFinding, Source, lint_object};
-use crate::policy::{Labels, Policy};
+use crate::policy::{Exception, Exceptions, Labels, Policy};
 
 /// Where a judged hook comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,13 +60,19 @@ impl Impact {
     }
 }
 
-/// A live hook object (as JSON), in a namespace with `labels`.
-pub fn judge_live(policy: &Policy, object: &Value, labels: Option<&Labels>) -> Option<Impact> {
+/// A live hook object (as JSON), in a namespace with `labels`, with the HookPolicyExceptions
+/// that exist.
+pub fn judge_live(
+    policy: &Policy,
+    object: &Value,
+    labels: Option<&Labels>,
+    exceptions: Exceptions<'_>,
+) -> Option<Impact> {
     let source = Source {
         name: "live",
         document: 1,
     };
-    let linted = lint_object(policy, &source, object, None, labels)?;
+    let linted = lint_object(policy, &source, object, None, labels, exceptions)?;
     let release = object["metadata"]["labels"]["app.kubernetes.io/instance"]
         .as_str()
         .unwrap_or("unknown")
@@ -90,6 +96,7 @@ pub fn judge_release<'l>(
     policy: &Policy,
     release: &HelmRelease,
     labels: impl Fn(&str) -> Option<&'l Labels>,
+    exceptions: Exceptions<'_>,
 ) -> Vec<Impact> {
     let mut out = Vec::new();
     let source_name = format!("release {}/{}", release.namespace, release.name);
@@ -130,6 +137,7 @@ pub fn judge_release<'l>(
             &value,
             Some(&release.namespace),
             labels(&namespace),
+            exceptions,
         ) {
             out.push(Impact {
                 namespace,
@@ -211,9 +219,17 @@ pub async fn collect(
     } else {
         HashMap::new()
     };
+    let granted = exceptions(client).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let exceptions = Exceptions {
+        granted: &granted,
+        now,
+    };
     let mut out = Vec::new();
-    live::<Job>(client, namespace, policy, &labels, &mut out).await?;
-    live::<Pod>(client, namespace, policy, &labels, &mut out).await?;
+    live::<Job>(client, namespace, policy, &labels, exceptions, &mut out).await?;
+    live::<Pod>(client, namespace, policy, &labels, exceptions, &mut out).await?;
     for &driver in drivers {
         let latest = match driver {
             HelmDriver::Secret => latest_records::<Secret>(client, namespace).await?,
@@ -234,7 +250,12 @@ pub async fn collect(
             };
             let Some(value) = value else { continue };
             match helm_release::decode(&value) {
-                Ok(release) => out.extend(judge_release(policy, &release, |n| labels.get(n))),
+                Ok(release) => out.extend(judge_release(
+                    policy,
+                    &release,
+                    |n| labels.get(n),
+                    exceptions,
+                )),
                 Err(e) => out.push(Impact {
                     from: From::Release,
                     namespace: ns.clone(),
@@ -251,6 +272,22 @@ pub async fn collect(
         }
     }
     Ok(out)
+}
+
+/// The HookPolicyExceptions that exist and are valid (none while the CRD is not installed);
+/// which of them count is the policy's decision, as in the webhook.
+async fn exceptions(client: &kube::Client) -> Result<Vec<Exception>, kube::Error> {
+    let api: Api<kube::api::DynamicObject> =
+        Api::all_with(client.clone(), &crate::serve::exception_resource());
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list
+            .items
+            .iter()
+            .filter_map(crate::serve::compile_exception)
+            .collect()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Every Namespace's labels (for overrides that select by label).
@@ -275,6 +312,7 @@ async fn live<K>(
     namespace: Option<&str>,
     policy: &Policy,
     labels: &HashMap<String, Labels>,
+    exceptions: Exceptions<'_>,
     out: &mut Vec<Impact>,
 ) -> Result<(), kube::Error>
 where
@@ -303,7 +341,7 @@ where
             value["apiVersion"] = K::api_version(&Default::default()).into_owned().into();
             value["kind"] = K::kind(&Default::default()).into_owned().into();
             let ns = obj.namespace().unwrap_or_default();
-            out.extend(judge_live(policy, &value, labels.get(&ns)));
+            out.extend(judge_live(policy, &value, labels.get(&ns), exceptions));
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
@@ -395,7 +433,7 @@ mod tests {
             "rules: {image-tag: \"off\"}\noverrides:\n  - namespaces: [apps]\n    rules: {image-tag: enforce}\n",
         )
         .unwrap();
-        let impacts = judge_release(&policy, &release(MIGRATE), |_| None);
+        let impacts = judge_release(&policy, &release(MIGRATE), |_| None, Exceptions::default());
         assert_eq!(impacts.len(), 1);
         let i = &impacts[0];
         assert_eq!(
@@ -413,12 +451,37 @@ mod tests {
         // Elsewhere the same manifest is not denied.
         let mut other = release(MIGRATE);
         other.namespace = "shop".into();
-        assert!(!judge_release(&policy, &other, |_| None)[0].denied());
+        assert!(!judge_release(&policy, &other, |_| None, Exceptions::default())[0].denied());
+    }
+
+    #[test]
+    fn a_platform_exception_is_honoured_in_the_prediction_too() {
+        let policy = Config::from_yaml("rules: {image-tag: enforce}\n")
+            .unwrap()
+            .with_own_namespace("hookguard");
+        let spec: crate::policy::ExceptionSpec = serde_saphyr::from_str(
+            "rules: [image-tag]\nmatch: {names: [shop-migrate]}\nreason: pinned next sprint\n",
+        )
+        .unwrap();
+        let granted = [crate::policy::Exception::new("hookguard", "x", &spec, None).unwrap()];
+        let with = Exceptions {
+            granted: &granted,
+            now: 0,
+        };
+        assert!(
+            judge_release(&policy, &release(MIGRATE), |_| None, Exceptions::default())[0].denied()
+        );
+        assert!(!judge_release(&policy, &release(MIGRATE), |_| None, with)[0].denied());
     }
 
     #[test]
     fn a_broken_manifest_is_reported_not_skipped() {
-        let impacts = judge_release(&Policy::default(), &release("a: [b"), |_| None);
+        let impacts = judge_release(
+            &Policy::default(),
+            &release("a: [b"),
+            |_| None,
+            Exceptions::default(),
+        );
         assert!(
             impacts[0]
                 .error
@@ -437,9 +500,13 @@ mod tests {
         job["metadata"]["namespace"] = "apps".into();
         job["metadata"]["labels"] = serde_json::json!({"app.kubernetes.io/instance": "shop"});
         let strict: Labels = [("tier".to_owned(), "strict".to_owned())].into();
-        let i = judge_live(&policy, &job, Some(&strict)).unwrap();
+        let i = judge_live(&policy, &job, Some(&strict), Exceptions::default()).unwrap();
         assert_eq!((i.release.as_str(), i.namespace.as_str()), ("shop", "apps"));
         assert!(i.denied());
-        assert!(!judge_live(&policy, &job, None).unwrap().denied());
+        assert!(
+            !judge_live(&policy, &job, None, Exceptions::default())
+                .unwrap()
+                .denied()
+        );
     }
 }

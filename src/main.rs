@@ -103,6 +103,10 @@ enum Command {
         /// would be denied.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// With --policy: hookguard's own namespace, as the webhook treats it: exempt, and where
+        /// HookPolicyExceptions count unless the policy names `exceptions.namespaces`.
+        #[arg(long, env = "HOOKGUARD_NAMESPACE")]
+        hookguard_namespace: Option<String>,
     },
     /// Certificate helpers.
     #[command(subcommand)]
@@ -215,6 +219,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             output,
             helm_drivers,
             policy,
+            hookguard_namespace,
         } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -222,7 +227,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?;
             if let Some(path) = policy {
                 let (policy, _) = match hookguard::serve::load_policy(&path) {
-                    Ok(p) => p,
+                    Ok((p, bytes)) => (
+                        p.with_own_namespace(hookguard_namespace.as_deref().unwrap_or_default()),
+                        bytes,
+                    ),
                     Err(e) => {
                         eprintln!("hookguard: {e}");
                         return Ok(ExitCode::from(2));

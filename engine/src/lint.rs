@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::object::{Object, group_of};
-use crate::policy::{Labels, Operation, Policy, Request, evaluate};
+use crate::policy::{Exceptions, Labels, Operation, Policy, Request, evaluate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LintError {
@@ -95,7 +95,14 @@ fn lint_value(
         name: source_name,
         document,
     };
-    out.extend(lint_object(policy, &source, value, default_namespace, None));
+    out.extend(lint_object(
+        policy,
+        &source,
+        value,
+        default_namespace,
+        None,
+        Exceptions::default(),
+    ));
 }
 
 /// Where an object was read: a file (or `-`, or a release) and the document's number in it.
@@ -105,14 +112,15 @@ pub struct Source<'a> {
 }
 
 /// Judges one object as a CREATE in its namespace (`default_namespace` when it sets none), whose
-/// labels are `labels` (for overrides that select namespaces by label); `None` when it is not
-/// a hook object.
+/// labels are `labels` (for overrides that select namespaces by label), with the
+/// HookPolicyExceptions that exist; `None` when it is not a hook object.
 pub fn lint_object(
     policy: &Policy,
     source: &Source<'_>,
     value: &Value,
     default_namespace: Option<&str>,
     labels: Option<&Labels>,
+    exceptions: Exceptions<'_>,
 ) -> Option<LintedObject> {
     if !value.is_object() {
         return None;
@@ -146,7 +154,7 @@ pub fn lint_object(
         subresource: false,
         namespace: namespace.as_deref().unwrap_or_default(),
         namespace_labels: labels,
-        exceptions: Default::default(),
+        exceptions,
         object: Some(&object),
         old_object: None,
     };

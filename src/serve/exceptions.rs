@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::policy::{Exception, ExceptionSpec};
 
 /// The resource, as the chart's CRD defines it.
-pub fn api_resource() -> ApiResource {
+pub fn exception_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("hookguard.io", "v1alpha1", "HookPolicyException"),
         "hookpolicyexceptions",
@@ -40,7 +40,7 @@ impl ExceptionCache {
     /// Watches HookPolicyExceptions until `stop`, listing again after any watch error (for
     /// example while the CRD is not installed yet).
     pub async fn run(self, client: kube::Client, stop: CancellationToken) {
-        let api: Api<DynamicObject> = Api::all_with(client, &api_resource());
+        let api: Api<DynamicObject> = Api::all_with(client, &exception_resource());
         let mut objects: BTreeMap<String, DynamicObject> = BTreeMap::new();
         let mut listing: BTreeMap<String, DynamicObject> = BTreeMap::new();
         let mut delay = Duration::from_millis(500);
@@ -81,8 +81,9 @@ impl ExceptionCache {
                     None => break,
                 };
                 if changed {
-                    self.current
-                        .store(Arc::new(objects.values().filter_map(compile).collect()));
+                    self.current.store(Arc::new(
+                        objects.values().filter_map(compile_exception).collect(),
+                    ));
                 }
             }
             tokio::select! {
@@ -100,7 +101,7 @@ fn key(o: &DynamicObject) -> String {
 
 /// The engine's form of one object; `None` (logged) when it is not valid, so a broken exception
 /// never waives anything.
-fn compile(o: &DynamicObject) -> Option<Exception> {
+pub fn compile_exception(o: &DynamicObject) -> Option<Exception> {
     let (namespace, name) = (o.namespace().unwrap_or_default(), o.name_any());
     let spec: ExceptionSpec = match serde_json::from_value(o.data["spec"].clone()) {
         Ok(spec) => spec,

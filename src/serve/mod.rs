@@ -12,7 +12,7 @@ mod exceptions;
 mod namespaces;
 
 pub use certs::CertSource;
-pub use exceptions::ExceptionCache;
+pub use exceptions::{ExceptionCache, compile_exception, exception_resource};
 pub use namespaces::NamespaceLabelCache;
 
 use std::net::{IpAddr, SocketAddr};

@@ -160,6 +160,12 @@ fn expected_rbac(fullname: &str, ns: &str, grants: &[Grant]) -> BTreeSet<String>
                     &["list", "patch", "delete"],
                     "*",
                 );
+                add(
+                    "ClusterRole",
+                    "hookguard.io/hookpolicyexceptions",
+                    &["list"],
+                    "*",
+                );
             }
             Grant::Orphans => {
                 add("ClusterRole", "/secrets", &["list", "watch"], "*");
