@@ -28,8 +28,9 @@ pub struct RecheckOptions {
     /// How often the re-check runs (and at once when the policy file changes).
     #[arg(long, env = "HOOKGUARD_RECHECK_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub recheck_interval: Duration,
-    /// With --policy-recheck: also write the findings as OpenReports `Report` objects, one per
-    /// namespace (when the CRD is installed). Needs list, patch and delete on reports.
+    /// With --policy-recheck: also write the findings as report objects, one per namespace (when
+    /// their CRD is installed): `openreports` (openreports.io Report) or `policyreport`
+    /// (wgpolicyk8s.io PolicyReport). Needs list, patch and delete on them.
     #[arg(long, env = "HOOKGUARD_REPORTS", value_enum, default_value = "none")]
     pub reports: super::reports::ReportFormat,
 }
@@ -76,9 +77,8 @@ pub async fn run(
                     if let Some(events) = &events {
                         record_events(events, &impacts).await;
                     }
-                    if opts.reports == super::reports::ReportFormat::Openreports {
-                        super::reports::publish(&client, &impacts, now(), &mut reported).await;
-                    }
+                    super::reports::publish(&client, opts.reports, &impacts, now(), &mut reported)
+                        .await;
                     tracing::info!(hooks = impacts.len(), "policy re-check done");
                 }
                 Err(e) => {

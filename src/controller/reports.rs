@@ -1,7 +1,8 @@
-//! OpenReports `Report` objects (`openreports.io/v1alpha1`, `--reports openreports`): after each
-//! policy re-check, one Report named `hookguard` per namespace with findings, so Policy Reporter
-//! and other report UIs show them; the Report of a namespace without findings is deleted. Results
-//! are capped per Report ([`MAX_RESULTS`]). When the CRD is not installed nothing is written.
+//! Report objects after each policy re-check: OpenReports `Report` (`openreports.io/v1alpha1`,
+//! `--reports openreports`) or the older wgpolicyk8s.io `PolicyReport` (`v1alpha2`, `--reports
+//! policyreport`), one named `hookguard` per namespace with findings, so Policy Reporter and
+//! other report UIs show them; the report of a namespace without findings is deleted. Results are
+//! capped per report ([`MAX_RESULTS`]). When the CRD is not installed nothing is written.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,17 +24,38 @@ const LABEL: &str = "app.kubernetes.io/managed-by";
 pub enum ReportFormat {
     None,
     Openreports,
+    Policyreport,
 }
 
-fn api_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("openreports.io", "v1alpha1", "Report"),
-        "reports",
-    )
+impl ReportFormat {
+    /// (group, version, kind, plural); `None` for [`ReportFormat::None`].
+    fn gvk(self) -> Option<(&'static str, &'static str, &'static str, &'static str)> {
+        match self {
+            ReportFormat::None => None,
+            ReportFormat::Openreports => Some(("openreports.io", "v1alpha1", "Report", "reports")),
+            ReportFormat::Policyreport => Some((
+                "wgpolicyk8s.io",
+                "v1alpha2",
+                "PolicyReport",
+                "policyreports",
+            )),
+        }
+    }
+
+    fn api_resource(self) -> Option<ApiResource> {
+        let (group, version, kind, plural) = self.gvk()?;
+        Some(ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, version, kind),
+            plural,
+        ))
+    }
 }
 
-/// The Report bodies, by namespace (pure).
-pub fn reports(impacts: &[Impact], now: i64) -> BTreeMap<String, Value> {
+/// The report bodies in `format`, by namespace (pure).
+pub fn reports(format: ReportFormat, impacts: &[Impact], now: i64) -> BTreeMap<String, Value> {
+    let Some((group, version, kind, _)) = format.gvk() else {
+        return BTreeMap::new();
+    };
     let mut by_ns: BTreeMap<&str, Vec<&Impact>> = BTreeMap::new();
     for i in impacts.iter().filter(|i| !i.findings.is_empty()) {
         by_ns.entry(&i.namespace).or_default().push(i);
@@ -75,17 +97,18 @@ pub fn reports(impacts: &[Impact], now: i64) -> BTreeMap<String, Value> {
                 }));
             }
         }
-        out.insert(
-            ns.to_owned(),
-            json!({
-                "apiVersion": "openreports.io/v1alpha1",
-                "kind": "Report",
-                "metadata": {"name": NAME, "namespace": ns, "labels": {LABEL: "hookguard"}},
-                "source": "hookguard",
-                "summary": {"pass": 0, "fail": fail, "warn": warn, "error": 0, "skip": 0},
-                "results": results,
-            }),
-        );
+        let mut body = json!({
+            "apiVersion": format!("{group}/{version}"),
+            "kind": kind,
+            "metadata": {"name": NAME, "namespace": ns, "labels": {LABEL: "hookguard"}},
+            "summary": {"pass": 0, "fail": fail, "warn": warn, "error": 0, "skip": 0},
+            "results": results,
+        });
+        // PolicyReport has no report-level source; each result names it.
+        if format == ReportFormat::Openreports {
+            body["source"] = "hookguard".into();
+        }
+        out.insert(ns.to_owned(), body);
     }
     out
 }
@@ -94,11 +117,15 @@ pub fn reports(impacts: &[Impact], now: i64) -> BTreeMap<String, Value> {
 /// `written` carries the namespaces written last time (`None`: not known yet, listed).
 pub async fn publish(
     client: &kube::Client,
+    format: ReportFormat,
     impacts: &[Impact],
     now: i64,
     written: &mut Option<BTreeSet<String>>,
 ) {
-    let all: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource());
+    let Some(resource) = format.api_resource() else {
+        return;
+    };
+    let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     let previous = match written.take() {
         Some(w) => w,
         None => match all
@@ -111,9 +138,7 @@ pub async fn publish(
                 .filter_map(|r| r.metadata.namespace.clone())
                 .collect(),
             Err(kube::Error::Api(e)) if e.code == 404 => {
-                tracing::info!(
-                    "the OpenReports CRD (reports.openreports.io) is not installed: no Reports written"
-                );
+                tracing::info!(kind = %resource.kind, group = %resource.group, "the report CRD is not installed: no reports written");
                 return;
             }
             Err(e) => {
@@ -122,10 +147,10 @@ pub async fn publish(
             }
         },
     };
-    let bodies = reports(impacts, now);
+    let bodies = reports(format, impacts, now);
     let mut now_written = BTreeSet::new();
     for (ns, body) in &bodies {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource());
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
         match api
             .patch(
                 NAME,
@@ -141,7 +166,7 @@ pub async fn publish(
         }
     }
     for ns in previous.difference(&now_written) {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource());
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
         match api.delete(NAME, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -175,6 +200,7 @@ mod tests {
             error: None,
         };
         let r = reports(
+            ReportFormat::Openreports,
             &[
                 impact("shop", From::Release, "deny"),
                 impact("shop", From::Live, "warn"),
@@ -192,5 +218,17 @@ mod tests {
         assert_eq!(first["properties"]["revision"], "3");
         assert_eq!(first["resources"][0]["name"], "shop-migrate");
         assert_eq!(r["other"]["results"][0]["properties"]["effect"], "mutate");
+        assert_eq!(shop["source"], "hookguard");
+        // The same findings as a wgpolicyk8s.io PolicyReport.
+        let p = reports(
+            ReportFormat::Policyreport,
+            &[impact("shop", From::Release, "deny")],
+            1,
+        );
+        assert_eq!(p["shop"]["apiVersion"], "wgpolicyk8s.io/v1alpha2");
+        assert_eq!(p["shop"]["kind"], "PolicyReport");
+        assert!(p["shop"]["source"].is_null());
+        assert_eq!(p["shop"]["results"][0]["source"], "hookguard");
+        assert!(reports(ReportFormat::None, &[impact("shop", From::Live, "deny")], 1).is_empty());
     }
 }
