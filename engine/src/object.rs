@@ -64,23 +64,111 @@ pub struct Metadata<'a> {
     pub deletion_timestamp: Option<Cow<'a, str>>,
 }
 
-/// The labels hookguard reads; all others are skipped while parsing.
-#[derive(Debug, Default, Deserialize)]
+/// The labels: the two hookguard reads by name, and every string-valued one (borrowed), for
+/// HookPolicyExceptions that match objects by label.
+#[derive(Debug, Default)]
 pub struct Labels<'a> {
-    #[serde(
-        rename = "hookguard.io/hook",
-        borrow,
-        default,
-        deserialize_with = "crate::object::opt_cow"
-    )]
     pub hook: Option<Cow<'a, str>>,
-    #[serde(
-        rename = "app.kubernetes.io/instance",
-        borrow,
-        default,
-        deserialize_with = "crate::object::opt_cow"
-    )]
     pub instance: Option<Cow<'a, str>>,
+    pub all: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(LabelsVisitor(std::marker::PhantomData))
+    }
+}
+
+struct LabelsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+#[derive(Deserialize)]
+struct BorrowedStr<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for LabelsVisitor<'a> {
+    type Value = Labels<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a map of labels")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Labels<'a>, M::Error> {
+        let mut labels = Labels::default();
+        while let Some(BorrowedStr(key)) = m.next_key::<BorrowedStr<'de>>()? {
+            // The two labels hookguard acts on must be strings (or null), as before; any other
+            // label of another type is skipped (the API server would not have stored it).
+            let value = match key.as_ref() {
+                HOOK_LABEL | "app.kubernetes.io/instance" => {
+                    m.next_value::<Option<BorrowedStr<'de>>>()?.map(|v| v.0)
+                }
+                _ => m.next_value::<LabelValue<'de>>()?.0,
+            };
+            let Some(value) = value else { continue };
+            match key.as_ref() {
+                HOOK_LABEL => labels.hook = Some(value.clone()),
+                "app.kubernetes.io/instance" => labels.instance = Some(value.clone()),
+                _ => {}
+            }
+            labels.all.push((key, value));
+        }
+        Ok(labels)
+    }
+}
+
+/// A label value: a string, or anything else (skipped).
+struct LabelValue<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LabelValue<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = LabelValue<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a label value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(LabelValue(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(LabelValue(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(LabelValue(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(LabelValue(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(LabelValue(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(LabelValue(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(LabelValue(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(LabelValue(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LabelValue(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(LabelValue(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 /// The annotations hookguard reads; all others are skipped while parsing.
@@ -344,6 +432,10 @@ mod tests {
         let labels = o.metadata.as_ref().unwrap().labels.as_ref().unwrap();
         assert!(labels.hook.is_none());
         assert!(matches!(
+            labels.all.as_slice(),
+            [(Cow::Borrowed("a"), Cow::Borrowed("b"))]
+        ));
+        assert!(matches!(
             o.annotations().unwrap().hook,
             Some(Cow::Borrowed("pre-install"))
         ));
@@ -355,6 +447,22 @@ mod tests {
         assert_eq!(
             escaped.annotations().unwrap().hook.as_deref(),
             Some("pre-install")
+        );
+    }
+
+    #[test]
+    fn labels_of_other_types_are_skipped_but_hookguards_own_must_be_strings() {
+        let o: Object = serde_json::from_str(
+            r#"{"metadata":{"labels":{"n":1,"m":{"x":[1]},"app.kubernetes.io/instance":"shop","hookguard.io/hook":null}}}"#,
+        )
+        .unwrap();
+        let labels = o.metadata.unwrap().labels.unwrap();
+        assert_eq!(labels.instance.as_deref(), Some("shop"));
+        assert!(labels.hook.is_none());
+        assert_eq!(labels.all.len(), 1);
+        assert!(
+            serde_json::from_str::<Object>(r#"{"metadata":{"labels":{"hookguard.io/hook":5}}}"#)
+                .is_err()
         );
     }
 

@@ -10,6 +10,7 @@ use wildmatch::WildMatch;
 
 use super::did_you_mean::closest;
 use super::rules::RULES;
+use super::selector::{LabelSelector, Labels};
 use crate::object::Object;
 
 /// The `spec` of a HookPolicyException.
@@ -37,6 +38,9 @@ pub struct ExceptionMatch {
     pub releases: Vec<String>,
     /// Object names or globs.
     pub names: Vec<String>,
+    /// A label selector on the objects' labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<LabelSelector>,
 }
 
 /// A validated exception.
@@ -49,6 +53,7 @@ pub struct Exception {
     namespaces: Vec<WildMatch>,
     releases: Vec<String>,
     names: Vec<WildMatch>,
+    labels: Option<LabelSelector>,
     pub reason: String,
     /// Unix seconds.
     pub expires: Option<i64>,
@@ -83,11 +88,18 @@ impl Exception {
             return Err("spec.reason: must say why".into());
         }
         let m = &spec.matches;
-        if m.namespaces.is_empty() && m.releases.is_empty() && m.names.is_empty() {
+        if m.namespaces.is_empty()
+            && m.releases.is_empty()
+            && m.names.is_empty()
+            && m.labels.is_none()
+        {
             return Err(
-                "spec.match: set namespaces, releases or names (an exception for everything is a policy change)"
+                "spec.match: set namespaces, releases, names or labels (an exception for everything is a policy change)"
                     .into(),
             );
+        }
+        if let Some((field, message)) = m.labels.as_ref().and_then(LabelSelector::problem) {
+            return Err(format!("spec.match.labels.{field}: {message}"));
         }
         Ok(Exception {
             id: format!("{namespace}/{name}"),
@@ -96,6 +108,7 @@ impl Exception {
             namespaces: m.namespaces.iter().map(|g| WildMatch::new(g)).collect(),
             releases: m.releases.clone(),
             names: m.names.iter().map(|g| WildMatch::new(g)).collect(),
+            labels: m.labels.clone(),
             reason: spec.reason.clone(),
             expires,
         })
@@ -105,14 +118,27 @@ impl Exception {
     pub fn covers(&self, rule: &str, namespace: &str, object: &Object<'_>) -> bool {
         let meta = object.metadata.as_ref();
         let name = meta.and_then(|m| m.name.as_deref()).unwrap_or_default();
-        let release = meta
-            .and_then(|m| m.labels.as_ref())
-            .and_then(|l| l.instance.as_deref());
+        let labels = meta.and_then(|m| m.labels.as_ref());
+        let release = labels.and_then(|l| l.instance.as_deref());
+        let labels_match = || {
+            self.labels.as_ref().is_none_or(|selector| {
+                let all: Labels = labels
+                    .map(|l| {
+                        l.all
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                selector.matches(&all)
+            })
+        };
         self.rules.contains(&rule)
             && (self.namespaces.is_empty() || self.namespaces.iter().any(|g| g.matches(namespace)))
             && (self.releases.is_empty()
                 || release.is_some_and(|r| self.releases.iter().any(|x| x == r)))
             && (self.names.is_empty() || self.names.iter().any(|g| g.matches(name)))
+            && labels_match()
     }
 
     pub fn expired(&self, now: i64) -> bool {

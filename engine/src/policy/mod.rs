@@ -743,6 +743,43 @@ overrides:
     }
 
     #[test]
+    fn an_exception_can_match_by_the_objects_labels() {
+        let policy = Policy::default().with_own_namespace("hookguard");
+        let spec: ExceptionSpec = serde_saphyr::from_str(
+            "rules: [pod-security]\nmatch: {labels: {matchLabels: {app: cni}}}\nreason: r\n",
+        )
+        .unwrap();
+        let granted = [Exception::new("hookguard", "by-label", &spec, None).unwrap()];
+        let judge = |json: &str| {
+            let object: Object = serde_json::from_str(json).unwrap();
+            let req = Request {
+                operation: Operation::Create,
+                group: "",
+                kind: "Pod",
+                subresource: false,
+                namespace: "default",
+                namespace_labels: None,
+                exceptions: Exceptions {
+                    granted: &granted,
+                    now: 0,
+                },
+                object: Some(&object),
+                old_object: None,
+            };
+            evaluate(&policy, &req).unwrap()
+        };
+        let labelled = with(&privileged_pod(), "/metadata/labels", json!({"app": "cni"}));
+        assert!(judge(&labelled).allowed());
+        let other = with(
+            &privileged_pod(),
+            "/metadata/labels",
+            json!({"app": "shop"}),
+        );
+        assert!(!judge(&other).allowed());
+        assert!(!judge(&privileged_pod()).allowed());
+    }
+
+    #[test]
     fn an_exception_that_cannot_be_honoured_says_why() {
         let spec = |yaml: &str| serde_saphyr::from_str::<ExceptionSpec>(yaml).unwrap();
         let err = |yaml: &str| Exception::new("hookguard", "x", &spec(yaml), None).unwrap_err();
@@ -755,6 +792,12 @@ overrides:
             "spec.reason: must say why"
         );
         assert!(err("rules: [image-tag]\nreason: r\n").starts_with("spec.match:"));
+        assert_eq!(
+            err(
+                "rules: [image-tag]\nmatch: {labels: {matchExpressions: [{key: a, operator: In}]}}\nreason: r\n"
+            ),
+            "spec.match.labels.matchExpressions[0].values: must not be empty for In"
+        );
         assert_eq!(
             err("match: {names: [a]}\nreason: r\n"),
             "spec.rules: names no rule"
