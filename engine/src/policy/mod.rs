@@ -690,8 +690,16 @@ overrides:
     }
 
     fn judge_with_exceptions(policy: &Policy, granted: &[Exception], now: i64) -> Decision {
-        let json = privileged_pod();
-        let object: Object = serde_json::from_str(&json).unwrap();
+        judge_json_with_exceptions(policy, &privileged_pod(), granted, now)
+    }
+
+    fn judge_json_with_exceptions(
+        policy: &Policy,
+        json: &str,
+        granted: &[Exception],
+        now: i64,
+    ) -> Decision {
+        let object: Object = serde_json::from_str(json).unwrap();
         let req = Request {
             operation: Operation::Create,
             group: "",
@@ -750,24 +758,7 @@ overrides:
         )
         .unwrap();
         let granted = [Exception::new("hookguard", "by-label", &spec, None).unwrap()];
-        let judge = |json: &str| {
-            let object: Object = serde_json::from_str(json).unwrap();
-            let req = Request {
-                operation: Operation::Create,
-                group: "",
-                kind: "Pod",
-                subresource: false,
-                namespace: "default",
-                namespace_labels: None,
-                exceptions: Exceptions {
-                    granted: &granted,
-                    now: 0,
-                },
-                object: Some(&object),
-                old_object: None,
-            };
-            evaluate(&policy, &req).unwrap()
-        };
+        let judge = |json: &str| judge_json_with_exceptions(&policy, json, &granted, 0);
         let labelled = with(&privileged_pod(), "/metadata/labels", json!({"app": "cni"}));
         assert!(judge(&labelled).allowed());
         let other = with(
