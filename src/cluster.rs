@@ -53,3 +53,35 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<Connection, ClusterErr
         default_namespace,
     })
 }
+
+/// `namespace`'s objects of kind `K`, or every namespace's when `None`.
+pub fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
+}
+
+/// Lists `api` page by page (`params` sets the page size), handing each object to `visit`: only
+/// what `visit` keeps stays in memory.
+pub async fn each_listed<K>(
+    api: &kube::Api<K>,
+    mut params: kube::api::ListParams,
+    mut visit: impl FnMut(&K),
+) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    loop {
+        let page = api.list(&params).await?;
+        page.items.iter().for_each(&mut visit);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::cluster::{each_listed, scoped};
 use crate::helm_release::{self, HelmRelease};
 use crate::hook::HOOK_ANNOTATION;
 use crate::inventory::HelmDriver;
@@ -220,12 +221,9 @@ pub async fn collect(
         HashMap::new()
     };
     let granted = exceptions(client).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let exceptions = Exceptions {
         granted: &granted,
-        now,
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
     let mut out = Vec::new();
     live::<Job>(client, namespace, policy, &labels, exceptions, &mut out).await?;
@@ -294,17 +292,11 @@ async fn exceptions(client: &kube::Client) -> Result<Vec<Exception>, kube::Error
 async fn namespace_labels(client: &kube::Client) -> Result<HashMap<String, Labels>, kube::Error> {
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
     let mut out = HashMap::new();
-    let mut params = ListParams::default().limit(500);
-    loop {
-        let page = api.list(&params).await?;
-        for ns in &page.items {
-            out.insert(ns.name_any(), ns.labels().clone());
-        }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(out),
-        }
-    }
+    each_listed(&api, ListParams::default().limit(500), |ns| {
+        out.insert(ns.name_any(), ns.labels().clone());
+    })
+    .await?;
+    Ok(out)
 }
 
 async fn live<K>(
@@ -323,31 +315,23 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let api: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let mut params = ListParams::default().limit(200);
-    loop {
-        let page = api.list(&params).await?;
-        for obj in &page.items {
-            if !obj.annotations().contains_key(HOOK_ANNOTATION) {
-                continue;
-            }
-            let Ok(mut value) = serde_json::to_value(obj) else {
-                continue;
-            };
-            // The list drops each item's kind and apiVersion; the engine judges by kind.
-            value["apiVersion"] = K::api_version(&Default::default()).into_owned().into();
-            value["kind"] = K::kind(&Default::default()).into_owned().into();
-            let ns = obj.namespace().unwrap_or_default();
-            out.extend(judge_live(policy, &value, labels.get(&ns), exceptions));
+    let api: Api<K> = scoped(client, namespace);
+    // The list drops each item's kind and apiVersion; the engine judges by kind.
+    let dt = K::DynamicType::default();
+    let (api_version, kind) = (K::api_version(&dt), K::kind(&dt));
+    each_listed(&api, ListParams::default().limit(200), |obj| {
+        if !obj.annotations().contains_key(HOOK_ANNOTATION) {
+            return;
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(()),
-        }
-    }
+        let Ok(mut value) = serde_json::to_value(obj) else {
+            return;
+        };
+        value["apiVersion"] = api_version.as_ref().into();
+        value["kind"] = kind.as_ref().into();
+        let ns = obj.namespace().unwrap_or_default();
+        out.extend(judge_live(policy, &value, labels.get(&ns), exceptions));
+    })
+    .await
 }
 
 /// The name of the latest release record per release (and its namespace), from a metadata-only
@@ -364,36 +348,27 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let api: Api<PartialObjectMeta<K>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<PartialObjectMeta<K>> = scoped(client, namespace);
     let mut latest: HashMap<(String, String), (u64, String, String)> = HashMap::new();
-    let mut params = ListParams::default().labels("owner=helm").limit(500);
-    loop {
-        let page = api.list(&params).await?;
-        for meta in &page.items {
-            let l = meta.labels();
-            let (Some(name), Some(version)) = (
-                l.get("name"),
-                l.get("version").and_then(|v| v.parse::<u64>().ok()),
-            ) else {
-                continue;
-            };
-            let status = l.get("status").cloned().unwrap_or_default();
-            let key = (meta.namespace().unwrap_or_default(), name.clone());
-            let entry = latest
-                .entry(key)
-                .or_insert((0, String::new(), String::new()));
-            if version >= entry.0 {
-                *entry = (version, meta.name_any(), status);
-            }
+    let params = ListParams::default().labels("owner=helm").limit(500);
+    each_listed(&api, params, |meta| {
+        let l = meta.labels();
+        let (Some(name), Some(version)) = (
+            l.get("name"),
+            l.get("version").and_then(|v| v.parse::<u64>().ok()),
+        ) else {
+            return;
+        };
+        let status = l.get("status").cloned().unwrap_or_default();
+        let key = (meta.namespace().unwrap_or_default(), name.clone());
+        let entry = latest
+            .entry(key)
+            .or_insert((0, String::new(), String::new()));
+        if version >= entry.0 {
+            *entry = (version, meta.name_any(), status);
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => break,
-        }
-    }
+    })
+    .await?;
     let mut out: Vec<(String, String)> = latest
         .into_iter()
         .filter(|(_, (_, _, status))| status != "uninstalled")

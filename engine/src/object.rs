@@ -114,60 +114,18 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for LabelsVisitor<'a> {
     }
 }
 
-/// A label value: a string, or anything else (skipped).
+/// A label value: a string, or anything else (skipped). Read as raw JSON first (it borrows),
+/// then as a string only when it is one.
 struct LabelValue<'a>(Option<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for LabelValue<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = LabelValue<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a label value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(LabelValue(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(LabelValue(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(LabelValue(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(LabelValue(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(LabelValue(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(LabelValue(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(LabelValue(None))
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(LabelValue(None))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Self::Value, A::Error> {
-                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(LabelValue(None))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Self::Value, A::Error> {
-                while a
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(LabelValue(None))
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
+        let raw = <&'de RawValue>::deserialize(d)?;
+        Ok(LabelValue(
+            serde_json::from_str::<BorrowedStr<'de>>(raw.get())
+                .ok()
+                .map(|v| v.0),
+        ))
     }
 }
 

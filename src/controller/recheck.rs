@@ -73,11 +73,12 @@ pub async fn run(
         if changed || due {
             match impact::collect(&client, None, &drivers, &policy).await {
                 Ok(impacts) => {
-                    metrics.publish(violations(&impacts), now());
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    metrics.publish(violations(&impacts), now);
                     if let Some(events) = &events {
                         record_events(events, &impacts).await;
                     }
-                    super::reports::publish(&client, opts.reports, &impacts, now(), &mut reported)
+                    super::reports::publish(&client, opts.reports, &impacts, now, &mut reported)
                         .await;
                     tracing::info!(hooks = impacts.len(), "policy re-check done");
                 }
@@ -138,12 +139,6 @@ async fn record_events(events: &kube::runtime::events::Recorder, impacts: &[impa
             tracing::warn!(namespace = %i.namespace, name = %i.name, error = %e, "policy re-check: cannot record an Event");
         }
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// One [`ViolationLabels`] per finding.

@@ -222,10 +222,7 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let all: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let all: Api<K> = crate::cluster::scoped(client, namespace);
     let mut found = Vec::new();
     let mut params = ListParams::default()
         .labels(&format!("!{HOOK_LABEL}"))
@@ -265,14 +262,8 @@ pub async fn snapshot(
 ) -> Result<(Inventory, Option<KnownReleases>), kube::Error> {
     let mut inventory = Inventory::default();
     let labeled = ListParams::default().labels(&format!("{HOOK_LABEL}=true"));
-    let jobs: Api<Job> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let pods: Api<Pod> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let jobs: Api<Job> = crate::cluster::scoped(client, namespace);
+    let pods: Api<Pod> = crate::cluster::scoped(client, namespace);
     let mut listed: Vec<(String, HookRecord)> = Vec::new();
     for job in jobs.list(&labeled).await?.items {
         listed.extend(record::from_job(&job));

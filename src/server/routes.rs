@@ -151,9 +151,7 @@ async fn judge(
         .as_ref()
         .map(|e| e.current())
         .unwrap_or_default();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if body.len() <= INLINE_BODY_BYTES {
         let exceptions = Exceptions {
             granted: &granted,

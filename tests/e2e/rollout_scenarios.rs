@@ -61,17 +61,7 @@ fn rollout_by_namespace_and_label(env: &Env) -> Result<()> {
         &[],
     )?;
     let result = (|| -> Result<()> {
-        wait_for("ready", Duration::from_secs(30), || {
-            hg.ready().then_some(())
-        })?;
-        env.apply_webhooks(NAME, &hg.url(), None, &[BY_NAME, BY_LABEL])?;
-        wait_for("caBundle published", Duration::from_secs(20), || {
-            env.cluster
-                .webhook_ca_bundles(NAME)
-                .iter()
-                .all(|b| !b.is_empty())
-                .then_some(())
-        })?;
+        register(env, &hg, NAME, &[BY_NAME, BY_LABEL])?;
         let chart = repo().join("tests/e2e/charts/shop").display().to_string();
         let helm = |verb: &str, ns: &str| {
             env.cluster.run(
@@ -194,18 +184,38 @@ fn rollout_by_namespace_and_label(env: &Env) -> Result<()> {
         eprintln!("===== hookguard-rollout =====\n{}", hg.log_tail(40));
     }
     hg.stop();
-    let _ = env.cluster.kubectl(&[
-        "delete",
-        "mutatingwebhookconfiguration,validatingwebhookconfiguration",
-        NAME,
-        "--ignore-not-found",
-    ]);
+    unregister(env, NAME);
     for ns in [BY_NAME, BY_LABEL, OWN_NS] {
         let _ = env
             .cluster
             .kubectl(&["delete", "namespace", ns, "--wait=false"]);
     }
     result
+}
+
+/// Once `hg` is ready, the chart's webhook configurations (named `name`) for it, for the objects
+/// of `namespaces` only, with the caBundle it publishes itself.
+fn register(env: &Env, hg: &Served, name: &str, namespaces: &[&str]) -> Result<()> {
+    wait_for("ready", Duration::from_secs(30), || {
+        hg.ready().then_some(())
+    })?;
+    env.apply_webhooks(name, &hg.url(), None, namespaces)?;
+    wait_for("caBundle published", Duration::from_secs(20), || {
+        env.cluster
+            .webhook_ca_bundles(name)
+            .iter()
+            .all(|b| !b.is_empty())
+            .then_some(())
+    })
+}
+
+fn unregister(env: &Env, name: &str) {
+    let _ = env.cluster.kubectl(&[
+        "delete",
+        "mutatingwebhookconfiguration,validatingwebhookconfiguration",
+        name,
+        "--ignore-not-found",
+    ]);
 }
 
 /// `hookguard audit --policy candidate -n ns`: whether it says release `app`'s next upgrade
@@ -481,17 +491,7 @@ fn exceptions_granted_by_the_platform(env: &Env) -> Result<()> {
         &[],
     )?;
     let result = (|| -> Result<()> {
-        wait_for("ready", Duration::from_secs(30), || {
-            hg.ready().then_some(())
-        })?;
-        env.apply_webhooks(EXC_NAME, &hg.url(), None, &[TEAM_NS])?;
-        wait_for("caBundle published", Duration::from_secs(20), || {
-            env.cluster
-                .webhook_ca_bundles(EXC_NAME)
-                .iter()
-                .all(|b| !b.is_empty())
-                .then_some(())
-        })?;
+        register(env, &hg, EXC_NAME, &[TEAM_NS])?;
         let pod = format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: cni-setup\n  namespace: {TEAM_NS}\n  annotations:\n    helm.sh/hook: pre-install\nspec:\n  hostNetwork: true\n  restartPolicy: Never\n  containers: [{{name: c, image: \"registry.example/cni:1.0\"}}]\n"
         );
@@ -576,12 +576,7 @@ fn exceptions_granted_by_the_platform(env: &Env) -> Result<()> {
         eprintln!("===== hookguard-exceptions =====\n{}", hg.log_tail(40));
     }
     hg.stop();
-    let _ = env.cluster.kubectl(&[
-        "delete",
-        "mutatingwebhookconfiguration,validatingwebhookconfiguration",
-        EXC_NAME,
-        "--ignore-not-found",
-    ]);
+    unregister(env, EXC_NAME);
     for ns in [TEAM_NS, PLATFORM_NS] {
         let _ = env
             .cluster

@@ -440,16 +440,23 @@ pub fn evaluate(policy: &Policy, req: &Request<'_, '_>) -> Result<Decision, Engi
             continue;
         }
         let mut message = violation.message;
-        let granted = req.exceptions.granted.iter().filter(|e| {
-            policy.honours_exceptions_from(&e.namespace) && e.covers(info.id, req.namespace, object)
+        // The first valid exception that covers the finding waives it; failing that, the first
+        // expired one is named in the message.
+        let mut expired = None;
+        let valid = req.exceptions.granted.iter().find(|e| {
+            let covers = policy.honours_exceptions_from(&e.namespace)
+                && e.covers(info.id, req.namespace, object);
+            if covers && e.expired(req.exceptions.now) {
+                expired = expired.or(Some(*e));
+                return false;
+            }
+            covers
         });
-        let (expired, valid): (Vec<&Exception>, Vec<&Exception>) =
-            granted.partition(|e| e.expired(req.exceptions.now));
-        if let Some(e) = valid.first() {
+        if let Some(e) = valid {
             decision.excepted.push((info.id, e.id.clone()));
             continue;
         }
-        if let Some(e) = expired.first() {
+        if let Some(e) = expired {
             message.push_str(&format!(" (HookPolicyException {} has expired)", e.id));
             decision.expired_exceptions.push((info.id, e.id.clone()));
         }
