@@ -118,28 +118,10 @@ pub fn render_table(rows: &[AuditRow]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
     let mut out = String::new();
-    let mut line = |values: Vec<&str>| {
-        let mut l = String::new();
-        for (i, v) in values.iter().enumerate() {
-            if i + 1 == values.len() {
-                l.push_str(v);
-            } else {
-                l.push_str(&format!("{v:<w$}   ", w = widths[i]));
-            }
-        }
-        out.push_str(l.trim_end());
+    for line in crate::table::lines(header, &cells) {
+        out.push_str(&line);
         out.push('\n');
-    };
-    line(header.to_vec());
-    for row in &cells {
-        line(row.iter().map(String::as_str).collect());
     }
     out
 }

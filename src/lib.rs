@@ -12,6 +12,7 @@ pub mod certs;
 pub mod cluster;
 pub mod controller;
 pub mod helm_release;
+pub mod history;
 pub mod impact;
 pub mod inventory;
 pub mod managed_certs;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod process_metrics;
 pub mod serve;
 pub mod server;
+pub mod table;
 pub mod x509;
 
-pub use hookguard_engine::{admission, hook, lint, object, policy};
+pub use hookguard_engine::{admission, hook, lint, object, policy, postrender};

@@ -1,4 +1,5 @@
-//! The `hookguard` command line: serve | controller | lint | audit | certs | version.
+//! The `hookguard` command line: serve | controller | lint | postrender | helm-plugin | audit |
+//! history | certs | version.
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -71,6 +72,35 @@ enum Command {
         #[arg(long)]
         list_rules: bool,
     },
+    /// Helm post-renderer: reads the manifests Helm rendered (standard input), writes them back
+    /// (standard output) with the fixes the webhook would apply and
+    /// `helm.sh/hook-output-log-policy: hook-failed` on hook Pods and Jobs that name none; fails
+    /// when an enforced rule denies a hook. Helm 4 passes hooks to post-renderers, Helm 3 does not.
+    Postrender {
+        /// Policy file (YAML), the same as the webhook's; the built-in policy when absent.
+        #[arg(long, env = "HOOKGUARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Namespace of objects that set none (Helm sets HELM_NAMESPACE for its plugins).
+        #[arg(long, short = 'n', env = "HELM_NAMESPACE")]
+        namespace: Option<String>,
+        /// Run as Helm 4's `postrenderer/v1` plugin. Helm 4 discards a plugin's standard error,
+        /// so a denial is handed back as a manifest that Helm refuses with the report in its own
+        /// error message, instead of an exit status.
+        #[arg(long)]
+        helm_plugin: bool,
+        /// Change nothing: write what the engine found (JSON: the `lint` report as `text`, and
+        /// `denied`) to this file and hand the manifests back as they came (what
+        /// `helm hookguard lint` uses).
+        #[arg(long)]
+        lint_report: Option<PathBuf>,
+    },
+    /// What `helm hookguard ...` runs (the `cli/v1` plugin): `lint CHART [helm template flags]`
+    /// renders the chart with `$HELM_BIN template` and lints the result.
+    #[command(name = "helm-plugin")]
+    HelmPlugin {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// List hook objects in the cluster by namespace and release, with state, age and problems;
     /// with --policy, what a candidate policy would deny, warn about or change.
     Audit {
@@ -107,6 +137,29 @@ enum Command {
         /// HookPolicyExceptions count unless the policy names `exceptions.namespaces`.
         #[arg(long, env = "HOOKGUARD_NAMESPACE")]
         hookguard_namespace: Option<String>,
+    },
+    /// The hook runs the controller recorded for a release (`--history`): revision, events,
+    /// weight, kind, name, start, duration, outcome and, with --logs, the tail of each
+    /// container's log, kept after Helm's delete policies removed the objects.
+    History {
+        release: String,
+        /// The release's namespace (default: the kubeconfig's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Only the runs of this revision.
+        #[arg(long)]
+        revision: Option<u64>,
+        /// Print the captured container logs too.
+        #[arg(long)]
+        logs: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// kubeconfig (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
+        #[arg(long, env = "HOOKGUARD_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// Where hookguard's controller keeps the history (its namespace).
+        #[arg(long, env = "HOOKGUARD_NAMESPACE", default_value = "hookguard")]
+        hookguard_namespace: String,
     },
     /// Certificate helpers.
     #[command(subcommand)]
@@ -184,6 +237,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             output,
             list_rules,
         } => lint(files, config, namespace, output, list_rules),
+        Command::Postrender {
+            config,
+            namespace,
+            helm_plugin,
+            lint_report,
+        } => postrender(config, namespace, helm_plugin, lint_report),
+        Command::HelmPlugin { args } => helm_plugin(args),
         Command::Certs(CertsCommand::Generate {
             out,
             mut dns,
@@ -221,10 +281,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             policy,
             hookguard_namespace,
         } => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let runtime = one_shot_runtime()?;
             if let Some(path) = policy {
                 let (policy, _) = match hookguard::serve::load_policy(&path) {
                     Ok((p, bytes)) => (
@@ -284,11 +341,74 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::History {
+            release,
+            namespace,
+            revision,
+            logs,
+            output,
+            kubeconfig,
+            hookguard_namespace,
+        } => {
+            let runtime = one_shot_runtime()?;
+            let (namespace, history) = runtime.block_on(async {
+                let conn = hookguard::cluster::connect(kubeconfig.as_deref()).await?;
+                let namespace = namespace.unwrap_or(conn.default_namespace);
+                let history = hookguard::history::load(
+                    &conn.client,
+                    &hookguard_namespace,
+                    &namespace,
+                    &release,
+                )
+                .await
+                .with_context(|| {
+                    format!("reading the hook run history in namespace {hookguard_namespace}")
+                })?;
+                anyhow::Ok((namespace, history))
+            })?;
+            let Some(mut history) = history else {
+                eprintln!(
+                    "hookguard: no hook runs recorded for release {release} in namespace {namespace} \
+                     (the controller records them with --history, in namespace {hookguard_namespace})"
+                );
+                return Ok(ExitCode::from(1));
+            };
+            match output {
+                OutputFormat::Text => print!(
+                    "{}",
+                    hookguard::history::record::render_text(&history, revision, logs)
+                ),
+                OutputFormat::Json => {
+                    if !logs {
+                        history.runs.iter_mut().for_each(|r| r.logs.clear());
+                    }
+                    let runs: Vec<_> = history
+                        .of_revision(revision)
+                        .map(hookguard::history::record::RunView::new)
+                        .collect();
+                    let doc = serde_json::json!({
+                        "namespace": history.namespace,
+                        "release": history.release,
+                        "runs": runs,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("hookguard {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The runtime of a command that makes a few API calls and exits.
+fn one_shot_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Runs a long-lived command on a multi-threaded runtime (`workers`: its size, default one per
@@ -315,6 +435,121 @@ where
     Ok(ExitCode::SUCCESS)
 }
 
+/// The policy of `--config`, or the built-in one.
+fn policy_from(config: Option<&std::path::Path>) -> anyhow::Result<Policy> {
+    Ok(match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading policy config {}", path.display()))?;
+            Config::from_yaml(&text).with_context(|| format!("policy config {}", path.display()))?
+        }
+        None => Policy::default(),
+    })
+}
+
+fn postrender(
+    config: Option<PathBuf>,
+    namespace: Option<String>,
+    helm_plugin: bool,
+    lint_report: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use hookguard::postrender::{denial_report, helm_refusal, post_render};
+    let policy = policy_from(config.as_deref())?;
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading the rendered manifests from standard input")?;
+    let rendered = post_render(
+        &policy,
+        &text,
+        namespace.as_deref().filter(|n| !n.is_empty()),
+    )?;
+    if let Some(path) = lint_report {
+        let report = serde_json::json!({
+            "text": render_text(&rendered.objects),
+            "denied": rendered.denied().next().is_some(),
+        });
+        std::fs::write(&path, serde_json::to_vec(&report)?)
+            .with_context(|| format!("writing the lint report {}", path.display()))?;
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let denied: Vec<&LintedObject> = rendered.denied().collect();
+    if denied.is_empty() {
+        print!("{}", rendered.manifests);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = denial_report(&denied);
+    eprintln!("{report}");
+    if helm_plugin {
+        print!("{}", helm_refusal(&report));
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(ExitCode::from(1))
+}
+
+/// `helm hookguard lint CHART [flags]`: Helm drops a hook with an unknown event from everything
+/// it prints (`helm template` included), so the chart is rendered through the post-renderer
+/// plugin, which sees the documents before Helm sorts them, in its report-only mode.
+fn helm_plugin(args: Vec<String>) -> anyhow::Result<ExitCode> {
+    const USAGE: &str = "usage: helm hookguard lint CHART [helm template flags]\n\
+        Renders the chart with `helm template` through the hookguard-postrender plugin (hooks \
+        included, even those with an event Helm does not know) and checks it with hookguard's \
+        engine; the policy file is $HOOKGUARD_CONFIG (the built-in policy when unset).";
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return Ok(ExitCode::from(2));
+    };
+    match command.as_str() {
+        "lint" if !rest.is_empty() => {}
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let helm = std::env::var_os("HELM_BIN").unwrap_or_else(|| "helm".into());
+    let report = std::env::temp_dir().join(format!("hookguard-lint-{}.json", std::process::id()));
+    let rendered = std::process::Command::new(&helm)
+        .arg("template")
+        .args(rest)
+        .arg("--post-renderer=hookguard-postrender")
+        .arg(format!(
+            "--post-renderer-args=--lint-report={}",
+            report.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .with_context(|| format!("running {} template", helm.to_string_lossy()))?;
+    let found = std::fs::read(&report);
+    let _ = std::fs::remove_file(&report);
+    if !rendered.status.success() {
+        let stderr = String::from_utf8_lossy(&rendered.stderr);
+        eprint!("{stderr}");
+        if stderr.contains("hookguard-postrender") && stderr.contains("not found") {
+            eprintln!(
+                "hookguard: `helm hookguard lint` renders through the post-renderer plugin: \
+                 helm plugin install <hookguard>/plugins/hookguard-postrender"
+            );
+        }
+        eprintln!("hookguard: helm template failed ({})", rendered.status);
+        return Ok(ExitCode::from(2));
+    }
+    let found = found.context("the post-renderer wrote no report")?;
+    let found: serde_json::Value =
+        serde_json::from_slice(&found).context("reading the post-renderer's report")?;
+    print!("{}", found["text"].as_str().unwrap_or_default());
+    Ok(if found["denied"].as_bool() != Some(false) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn lint(
     files: Vec<PathBuf>,
     config: Option<PathBuf>,
@@ -322,14 +557,7 @@ fn lint(
     output: OutputFormat,
     list_rules: bool,
 ) -> anyhow::Result<ExitCode> {
-    let policy = match &config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading policy config {}", path.display()))?;
-            Config::from_yaml(&text).with_context(|| format!("policy config {}", path.display()))?
-        }
-        None => Policy::default(),
-    };
+    let policy = policy_from(config.as_deref())?;
     if list_rules {
         for rule in RULES {
             let info = rule.info();

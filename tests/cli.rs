@@ -1,4 +1,4 @@
-//! The `hookguard` binary: lint, certs, version, config errors, and SIGTERM handling.
+//! The `hookguard` binary: lint, postrender, certs, version, config errors, and SIGTERM handling.
 
 mod common;
 
@@ -419,4 +419,120 @@ fn cluster_options_fail_fast_with_a_clear_message() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `hookguard postrender` with `input` on stdin: (exit code, stdout, stderr).
+fn postrender(args: &[&str], input: &str) -> (Option<i32>, String, String) {
+    let mut child = bin()
+        .arg("postrender")
+        .args(args)
+        .env_remove("HELM_NAMESPACE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn helm4_postrender_input() -> String {
+    std::fs::read_to_string(fixture_path("postrender/helm4-input.yaml")).unwrap()
+}
+
+#[test]
+fn postrender_fixes_what_helm_4_sends_and_keeps_every_document() {
+    let input = helm4_postrender_input().replace("pre-instal\n", "pre-install\n");
+    let (code, stdout, stderr) = postrender(&["-n", "shop"], &input);
+    assert_eq!(code, Some(0), "{stderr}");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&stdout).unwrap();
+    assert_eq!(docs.len(), 3, "{stdout}");
+    let setup = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "shop-setup")
+        .unwrap();
+    assert_eq!(setup["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    assert_eq!(setup["spec"]["ttlSecondsAfterFinished"], 600);
+    let annotations = &setup["metadata"]["annotations"];
+    assert_eq!(annotations["helm.sh/hook-output-log-policy"], "hook-failed");
+    assert_eq!(
+        annotations["helm.sh/hook-delete-policy"],
+        "before-hook-creation"
+    );
+    // Helm splits the output back into files by this annotation: it must survive.
+    assert_eq!(
+        annotations["postrenderer.helm.sh/postrender-filename"],
+        "plugged/templates/setup-job.yaml"
+    );
+    let settings = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    assert_eq!(settings["data"]["enabled"], "yes");
+    assert!(settings["metadata"]["labels"].is_null());
+}
+
+#[test]
+fn postrender_refuses_a_typod_hook_event_by_exit_status_or_for_helm() {
+    let input = helm4_postrender_input();
+    let (code, stdout, stderr) = postrender(&[], &input);
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("Job shop-setup (plugged/templates/setup-job.yaml)")
+            && stderr.contains("did you mean \"pre-install\""),
+        "{stderr}"
+    );
+    // As Helm 4's plugin: exit 0 with the one document Helm refuses, the report in its name.
+    let (code, stdout, _) = postrender(&["--helm-plugin"], &input);
+    assert_eq!(code, Some(0));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&stdout).unwrap();
+    assert_eq!(docs.len(), 1, "{stdout}");
+    assert_eq!(docs[0]["kind"], "PostRenderDenied");
+    assert!(docs[0]["metadata"]["name"].is_object());
+    assert!(
+        docs[0]["metadata"]["annotations"]["postrenderer.helm.sh/postrender-filename"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean \"pre-install\"")
+    );
+}
+
+#[test]
+fn postrender_lint_report_changes_nothing_and_reports() {
+    let dir = common::temp_dir("postrender-lint");
+    let report = dir.join("report.json");
+    let input = helm4_postrender_input();
+    let (code, stdout, stderr) = postrender(
+        &[
+            "--helm-plugin",
+            &format!("--lint-report={}", report.display()),
+        ],
+        &input,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, input);
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["denied"], true);
+    assert!(
+        report["text"]
+            .as_str()
+            .unwrap()
+            .contains("hook-event-unknown")
+    );
+}
+
+#[test]
+fn postrender_rejects_input_that_is_not_yaml() {
+    let (code, stdout, stderr) = postrender(&[], "a: [\n");
+    assert_ne!(code, Some(0));
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("not valid YAML"), "{stderr}");
 }

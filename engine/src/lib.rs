@@ -1,7 +1,7 @@
 //! hookguard's policy engine: Helm hook annotations parsed like Helm ([`hook`]), a borrowing
 //! view of the object fields the rules read ([`object`]), the rules and their configuration
-//! ([`policy`]), the AdmissionReview wire types ([`admission`]) and `lint` over rendered
-//! manifests ([`lint`]).
+//! ([`policy`]), the AdmissionReview wire types ([`admission`]) `lint` over rendered
+//! manifests ([`lint`]) and the Helm post-renderer ([`postrender`]).
 //!
 //! Pure by construction: no I/O, no clock, no async. Its dependency list is the proof (parsing
 //! and data crates only); the webhook, `lint`, `audit` and the controller in the `hookguard`
@@ -12,3 +12,4 @@ pub mod hook;
 pub mod lint;
 pub mod object;
 pub mod policy;
+pub mod postrender;

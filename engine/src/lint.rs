@@ -1,7 +1,8 @@
 //! `hookguard lint`: the same engine over rendered manifests (e.g. `helm template` output).
 //!
-//! This is the only place a typo'd hook event can be caught when Helm is the client: Helm silently
-//! drops an object with an unknown event, so it never reaches the cluster or the webhook.
+//! Helm silently drops an object with an unknown hook event, so it never reaches the cluster or
+//! the webhook, and `helm template` leaves it out of its output too: a typo'd event is only seen
+//! in documents read before Helm sorts them (Helm 4's post-renderer, [`crate::postrender`]).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -122,6 +123,20 @@ pub fn lint_object(
     labels: Option<&Labels>,
     exceptions: Exceptions<'_>,
 ) -> Option<LintedObject> {
+    judge_object(policy, source, value, default_namespace, labels, exceptions)
+        .map(|(linted, _patch)| linted)
+}
+
+/// [`lint_object`], plus the JSONPatch the webhook would send for the object (empty when it is
+/// denied or could not be judged).
+pub fn judge_object(
+    policy: &Policy,
+    source: &Source<'_>,
+    value: &Value,
+    default_namespace: Option<&str>,
+    labels: Option<&Labels>,
+    exceptions: Exceptions<'_>,
+) -> Option<(LintedObject, Vec<json_patch::PatchOperation>)> {
     if !value.is_object() {
         return None;
     }
@@ -158,6 +173,7 @@ pub fn lint_object(
         object: Some(&object),
         old_object: None,
     };
+    let mut patch = Vec::new();
     match evaluate(policy, &req) {
         Err(e) => linted.error = Some(e.to_string()),
         Ok(decision) if decision.skipped == Some(crate::policy::Skip::AnnotationsTooLarge) => {
@@ -168,6 +184,9 @@ pub fn lint_object(
             ));
         }
         Ok(decision) => {
+            if decision.allowed() {
+                patch = decision.patch;
+            }
             let tagged = |action: &'static str| {
                 move |f: crate::policy::Finding| LintFinding {
                     rule: f.rule,
@@ -184,7 +203,7 @@ pub fn lint_object(
                 .collect();
         }
     }
-    Some(linted)
+    Some((linted, patch))
 }
 
 /// Human-readable report; the last line is a summary.

@@ -1,14 +1,17 @@
 //! Arbitrary multi-document YAML (as UTF-8 text) to `hookguard lint`'s parser and engine
-//! (`lint::lint_text`), then its text and JSON renderings.
+//! (`lint::lint_text`), then its text and JSON renderings, and to the Helm post-renderer.
 //! Invariants: no panic; a parse error names the source; every finding names a registered rule and
 //! a known action (`mutate` only from mutating rules, `deny` only from
-//! validating ones); both renderings succeed and the text report counts every object.
+//! validating ones); both renderings succeed and the text report counts every object; the
+//! post-renderer judges the same objects, its output is YAML, and post-rendering that output
+//! again changes nothing (what it wrote is what the engine asks for).
 #![no_main]
 
 use std::sync::LazyLock;
 
 use hookguard::lint::{lint_text, render_text};
 use hookguard::policy::{Policy, RULES};
+use hookguard::postrender::post_render;
 use libfuzzer_sys::fuzz_target;
 
 static POLICY: LazyLock<Policy> = LazyLock::new(Policy::default);
@@ -52,4 +55,22 @@ fuzz_target!(|data: &[u8]| {
         "{report}"
     );
     serde_json::to_string(&objects).expect("lint output serializes");
+
+    let Ok(rendered) = post_render(&POLICY, text, namespace) else {
+        // Only the writer can fail after a successful parse (a value YAML cannot hold).
+        return;
+    };
+    assert_eq!(
+        rendered.objects.len(),
+        n,
+        "post-render judged other objects"
+    );
+    if rendered.denied().next().is_none() {
+        let again = post_render(&POLICY, &rendered.manifests, namespace)
+            .expect("the post-renderer's output is YAML it reads");
+        assert_eq!(
+            again.manifests, rendered.manifests,
+            "a second pass changed the output"
+        );
+    }
 });

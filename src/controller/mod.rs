@@ -123,6 +123,7 @@ pub async fn run(
         namespace.clone(),
         opts.inventory.clone(),
         metrics.inventory.clone(),
+        metrics.history.clone(),
         shutdown.child_token(),
     ));
     if opts.recheck.policy_recheck {

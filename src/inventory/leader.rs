@@ -17,7 +17,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use tokio_util::sync::CancellationToken;
 
 use super::{InventoryOptions, work};
-use crate::metrics::InventoryMetrics;
+use crate::metrics::{HistoryMetrics, InventoryMetrics};
 
 /// The three periods of an election, from `--lease-duration`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,11 +235,12 @@ pub async fn run(
     namespace: String,
     opts: InventoryOptions,
     metrics: InventoryMetrics,
+    history: HistoryMetrics,
     stop: CancellationToken,
 ) {
     if !opts.leader_election {
         metrics.leader.set(1);
-        work(client, opts, metrics.clone(), stop).await;
+        work(client, namespace, opts, metrics.clone(), history, stop).await;
         metrics.leader.set(0);
         return;
     }
@@ -282,8 +283,10 @@ pub async fn run(
                 let token = stop.child_token();
                 let task = tokio::spawn(work(
                     client.clone(),
+                    namespace.clone(),
                     opts.clone(),
                     metrics.clone(),
+                    history.clone(),
                     token.clone(),
                 ));
                 worker = Some((token, task));

@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use wildmatch::WildMatch;
 
 use crate::metrics::{
-    BoundedValues, InventoryMetrics, NamespaceOutcomeLabels, OutcomeLabels, ReleaseLabels,
+    BoundedValues, HistoryMetrics, InventoryMetrics, NamespaceOutcomeLabels, OutcomeLabels,
+    ReleaseLabels,
 };
 pub use leader::run;
 use record::Kind;
@@ -91,6 +92,8 @@ pub struct InventoryOptions {
     /// patch on events.
     #[arg(long, env = "HOOKGUARD_EVENTS")]
     pub events: bool,
+    #[command(flatten)]
+    pub history: crate::history::HistoryOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,8 +224,10 @@ fn apply_effects(effects: Vec<Effect>, metrics: &InventoryMetrics, labels: &Labe
 /// The inventory proper, until `stop`.
 async fn work(
     client: kube::Client,
+    namespace: String,
     opts: InventoryOptions,
     metrics: InventoryMetrics,
+    history: HistoryMetrics,
     stop: CancellationToken,
 ) {
     let shared: SharedRef = Arc::default();
@@ -274,6 +279,16 @@ async fn work(
                 shared.clone(),
             )),
         });
+    }
+    if opts.history.history {
+        tasks.push(tokio::spawn(crate::history::run(
+            client.clone(),
+            namespace,
+            opts.history.clone(),
+            opts.helm_drivers.iter().copied().collect(),
+            history,
+            stop.child_token(),
+        )));
     }
     let janitor = opts.janitor.then(|| Janitor {
         events: opts

@@ -11,6 +11,7 @@ mod admission;
 mod bounded;
 mod certs;
 mod connections;
+pub mod history;
 mod inventory;
 mod namespaces;
 mod recheck;
@@ -30,6 +31,7 @@ pub use admission::{
 pub use bounded::{BoundedValues, MAX_ADMISSION_NAMESPACES, bounded_kind};
 pub use certs::{CertLabels, CertMetrics};
 pub use connections::{ConnectionMetrics, ServerLabels};
+pub use history::HistoryMetrics;
 pub use inventory::{
     HookObjectLabels, InventoryMetrics, JanitorLabels, NamespaceKindLabels, NamespaceLabels,
     NamespaceOutcomeLabels, OutcomeLabels, ReleaseLabels,
@@ -111,6 +113,7 @@ pub struct ControllerMetrics {
     pub inventory: InventoryMetrics,
     pub connections: ConnectionMetrics,
     pub recheck: RecheckMetrics,
+    pub history: HistoryMetrics,
 }
 
 impl ControllerMetrics {
@@ -120,11 +123,13 @@ impl ControllerMetrics {
         let inventory = InventoryMetrics::register(&mut registry, namespace_label);
         let connections = ConnectionMetrics::register(&mut registry, &["admin"]);
         let recheck = RecheckMetrics::register(&mut registry, namespace_label);
+        let history = HistoryMetrics::register(&mut registry);
         ControllerMetrics {
             registry: Arc::new(registry),
             inventory,
             connections,
             recheck,
+            history,
         }
     }
 }

@@ -13,6 +13,22 @@ use crate::pki::{Pki, write};
 use crate::proc::{Proc, Result, ensure, free_port, http_get, out_text, wait_for};
 use crate::tools::repo;
 
+/// What the simulated node prints for containers of these names (and one fixed line for any
+/// other): deterministic, so scenarios can look for it in `helm --logs` output and the history.
+pub const SIMULATED_LOGS: &[(&str, &[&str])] = &[
+    (
+        "history-ok",
+        &["setup: schema is up to date", "setup: done"],
+    ),
+    (
+        "history-fail",
+        &[
+            "check: connecting to the database",
+            "check: FAILED: connection refused",
+        ],
+    ),
+];
+
 /// The running control plane.
 pub struct Cluster {
     pub bin: PathBuf,
@@ -158,20 +174,41 @@ impl Cluster {
             &component_args(&kc),
             &[],
         )?);
-        // Simulated container logs for every pod (CRI log format), so `helm test --logs` works.
-        let pod_log = work.join("kwok-pod.log");
-        write(
-            &pod_log,
-            "2026-11-23T00:00:00.000000000Z stdout F simulated by kwok: no container ran\n",
-        )?;
+        // Simulated container logs (CRI log format), so `helm test --logs` and the hook run
+        // history have something to read: the text is chosen by the container's name
+        // (SIMULATED_LOGS), and is one fixed line for any other container.
+        let mut logs_yaml = String::from(
+            "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata:\n  name: simulated\nspec:\n  selector: {}\n  logs:\n",
+        );
+        let default_log = ("", &["simulated by kwok: no container ran"][..]);
+        for (container, lines) in SIMULATED_LOGS.iter().chain([&default_log]) {
+            let file = work.join(format!(
+                "kwok-{}.log",
+                if container.is_empty() {
+                    "pod"
+                } else {
+                    container
+                }
+            ));
+            let text: String = lines
+                .iter()
+                .map(|l| format!("2026-11-23T00:00:00.000000000Z stdout F {l}\n"))
+                .collect();
+            write(&file, &text)?;
+            if !container.is_empty() {
+                logs_yaml.push_str(&format!(
+                    "  - containers: [{container}]\n    logsFile: {}\n    follow: false\n",
+                    file.display()
+                ));
+            } else {
+                logs_yaml.push_str(&format!(
+                    "  - logsFile: {}\n    follow: false\n",
+                    file.display()
+                ));
+            }
+        }
         let logs_config = work.join("kwok-logs.yaml");
-        write(
-            &logs_config,
-            &format!(
-                "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata:\n  name: simulated\nspec:\n  selector: {{}}\n  logs:\n  - logsFile: {}\n    follow: false\n",
-                pod_log.display()
-            ),
-        )?;
+        write(&logs_config, &logs_yaml)?;
         let kwok_port = free_port();
         cluster.procs.push(Proc::spawn(
             "kwok",
@@ -249,6 +286,11 @@ impl Cluster {
     /// `run_ok` with extra environment variables, e.g. `HELM_DRIVER` (Helm has no flag for it).
     pub fn run_ok_env(&self, tool: &str, env: &[(&str, &str)], args: &[&str]) -> Result<Output> {
         succeeded(tool, args, self.run_with_env(tool, env, args, None))
+    }
+
+    /// `run` with extra environment variables.
+    pub fn run_env(&self, tool: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+        self.run_with_env(tool, env, args, None)
     }
 
     fn run_with_env(

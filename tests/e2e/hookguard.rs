@@ -13,7 +13,7 @@ use crate::proc::{Proc, Result, free_port, http_get, wait_for};
 use crate::scrape::{metric_sum_of, metric_value};
 
 /// The hookguard binary cargo built for this test.
-fn exe() -> PathBuf {
+pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hookguard"))
 }
 

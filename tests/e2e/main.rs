@@ -16,6 +16,7 @@ mod hookguard;
 mod inventory_scenarios;
 mod latency;
 mod pki;
+mod plugin_scenarios;
 mod proc;
 mod ratchet_scenarios;
 mod rollout_scenarios;
@@ -142,6 +143,7 @@ fn main() -> ExitCode {
     all.extend_from_slice(delete_scenarios::ALL);
     all.extend_from_slice(ratchet_scenarios::ALL);
     all.extend_from_slice(rollout_scenarios::ALL);
+    all.extend_from_slice(plugin_scenarios::ALL);
     let selected: Vec<Scenario> = all
         .into_iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))

@@ -99,6 +99,11 @@ exactly when the flag that needs it is passed.
 {{- if and (include "hookguard.inCluster" .) .Values.inventory.enabled }}true{{ end -}}
 {{- end -}}
 
+{{/* The hook run history (--history): part of the controller. */}}
+{{- define "hookguard.history" -}}
+{{- if and (include "hookguard.controller" .) .Values.history.enabled }}true{{ end -}}
+{{- end -}}
+
 {{- define "hookguard.orphanDetection" -}}
 {{- if and (include "hookguard.inventory" .) .Values.inventory.orphanDetection }}true{{ end -}}
 {{- end -}}
