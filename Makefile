@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: all build run test check unit fuzz-tools fuzz-build fuzz-short fuzz-long e2e tools deploy bench load-test image fmt clean
+.PHONY: all build run test check unit fuzz-tools fuzz-build fuzz-short fuzz-long e2e e2e-real-node tools deploy bench load-test image image-offline fmt clean
 
 all: build
 
@@ -14,8 +14,9 @@ build:
 run:
 	$(CARGO) run --release --locked -- serve
 
-## Everything: formatting, lints, unit and integration tests, and the real-cluster suite.
-test: check unit fuzz-short e2e
+## Everything: formatting, lints, unit and integration tests, the real-cluster suite (simulated
+## node) and the real-node suite (containers really run).
+test: check unit fuzz-short e2e e2e-real-node
 
 ## Formatting and lints (warnings are errors).
 check:
@@ -90,6 +91,15 @@ e2e:
 	echo "e2e: tools in $$bin"; \
 	HOOKGUARD_TOOLS_BIN="$$bin" $(CARGO) test --locked --test e2e
 
+## The real-node suite: a kubelet with containerd and runc (Debian packages) and kube-proxy, the
+## chart installed for real from the offline image. Needs root (containers, mounts, iptables).
+e2e-real-node:
+	@scripts/install-real-node-deps.sh
+	@bin="$$(tests/e2e/tools/build.sh | tail -n 1)"; \
+	images="$$(dirname "$$(scripts/image-offline.sh | tail -n 1)")"; \
+	echo "e2e-real-node: tools in $$bin, images in $$images"; \
+	HOOKGUARD_TOOLS_BIN="$$bin" HOOKGUARD_IMAGES_DIR="$$images" $(CARGO) test --locked --test e2e -- --real-node
+
 ## Re-render deploy/ from the chart (the e2e suite fails when deploy/ is stale).
 deploy:
 	scripts/render-deploy.sh
@@ -101,6 +111,12 @@ bench:
 
 load-test:
 	scripts/load-test.sh
+
+## hookguard's image as an OCI archive, with no Docker and no registry (plus the real-node suite's
+## busybox and pause images); the last line printed is the archive's path.
+image-offline:
+	@scripts/install-real-node-deps.sh
+	@scripts/image-offline.sh
 
 ## The container image the chart deploys (needs Docker with BuildKit and registry access).
 IMAGE ?= ghcr.io/hookguard/hookguard

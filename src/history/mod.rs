@@ -7,8 +7,9 @@
 //! removes the Pod. It adds no finalizer: when hookguard is down nothing waits for it, and a
 //! run it did not see is missing from the history, not stuck in the cluster.
 //!
-//! One record per release: a Secret (logs may hold secrets) `hookguard-history.NS.RELEASE` in
-//! hookguard's own namespace, so the controller writes nowhere else. Bounds: [`record`].
+//! One record per release: a HookRunHistory (the chart's CRD) `hookguard-history.NS.RELEASE` in
+//! hookguard's own namespace, so the controller writes nowhere else, and nothing else there.
+//! Bounds: [`record`].
 //! Hooks the webhook admitted are seen (hookguard's label); Job Pods are matched to their Job
 //! by owner reference.
 
@@ -41,8 +42,9 @@ pub use store::{HISTORY_LABEL, load};
 /// Options of the hook run history (part of `hookguard controller`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct HistoryOptions {
-    /// Record hook runs and the tail of their logs (`hookguard history`). Needs get on pods/log
-    /// cluster-wide and Secrets in hookguard's namespace.
+    /// Record hook runs and the tail of their logs (`hookguard history`), as HookRunHistory
+    /// objects in hookguard's namespace (the chart's CRD). Needs get on pods/log cluster-wide
+    /// and on hookrunhistories in hookguard's namespace.
     #[arg(long, env = "HOOKGUARD_HISTORY", default_value_t = true, action = clap::ArgAction::Set)]
     pub history: bool,
     /// Runs kept per release (the oldest go first).

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A record holds at most this much JSON (the API server stores at most 1 MiB per Secret).
+/// A record holds at most this much JSON (etcd takes requests of at most 1.5 MiB by default).
 pub const MAX_RECORD_BYTES: usize = 512 * 1024;
 
 /// Container logs kept per run (a Job that retried keeps its latest Pods' logs).
@@ -444,7 +444,7 @@ mod tests {
     }
 
     #[test]
-    fn record_names_fit_a_secret_name() {
+    fn record_names_fit_an_object_name() {
         let name = record_name(&"n".repeat(63), &"r".repeat(53));
         assert!(name.len() <= 253);
     }

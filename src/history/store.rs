@@ -1,27 +1,35 @@
-//! The history records: one Secret per release in hookguard's namespace, labelled
-//! `hookguard.io/history=true`, its `history.json` key a [`ReleaseHistory`]. Written with the
-//! record's resourceVersion (a conflicting writer makes this one read again), and at most
-//! [`Bounds::releases`] of them: creating one more deletes the least recently written.
+//! The history records: one HookRunHistory (hookguard.io/v1alpha1, the chart's CRD) per release
+//! in hookguard's namespace, its `spec` a [`ReleaseHistory`]. A resource of its own, so the
+//! controller's write access reaches nothing else there (not the webhook's certificate Secret,
+//! not the policy ConfigMap). Written with the record's resourceVersion (a conflicting writer
+//! makes this one read again), and at most [`Bounds::releases`] of them: creating one more
+//! deletes the least recently written.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
+};
 
 use super::record::{Bounds, HookRun, ReleaseHistory, record_name};
 
 pub const HISTORY_LABEL: &str = "hookguard.io/history";
 /// When the record was last written (Unix seconds), for evicting the least recently written.
 const UPDATED_ANNOTATION: &str = "hookguard.io/updated";
-const DATA_KEY: &str = "history.json";
-const SECRET_TYPE: &str = "hookguard.io/hook-history";
+
+fn resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("hookguard.io", "v1alpha1", "HookRunHistory"),
+        "hookrunhistories",
+    )
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "the HookRunHistory CRD (charts/hookguard/crds/hookrunhistories.yaml) is not installed"
+    )]
+    NoCrd,
     #[error(transparent)]
-    Api(#[from] kube::Error),
+    Api(kube::Error),
     #[error("record {0} changed under every attempt to write it")]
     Conflicts(String),
     #[error("record {name} holds no readable history: {source}")]
@@ -32,15 +40,32 @@ pub enum StoreError {
     },
 }
 
+impl From<kube::Error> for StoreError {
+    fn from(e: kube::Error) -> Self {
+        match &e {
+            // The API server answers 404 for the whole resource type when the CRD is missing.
+            kube::Error::Api(s)
+                if s.code == 404
+                    && s.reason == "NotFound"
+                    && s.message
+                        .contains("the server could not find the requested resource") =>
+            {
+                StoreError::NoCrd
+            }
+            _ => StoreError::Api(e),
+        }
+    }
+}
+
 pub struct Store {
-    api: Api<Secret>,
+    api: Api<DynamicObject>,
     bounds: Bounds,
 }
 
 impl Store {
     pub fn new(client: kube::Client, namespace: &str, bounds: Bounds) -> Self {
         Store {
-            api: Api::namespaced(client, namespace),
+            api: Api::namespaced_with(client, namespace, &resource()),
             bounds,
         }
     }
@@ -56,49 +81,41 @@ impl Store {
         for _ in 0..4 {
             let existing = self.api.get_opt(&name).await?;
             let created = existing.is_none();
-            let mut secret = existing.unwrap_or_else(|| Secret {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    labels: Some(BTreeMap::from([
+            let mut object = existing.unwrap_or_else(|| {
+                let mut o = DynamicObject::new(&name, &resource());
+                o.metadata.labels = Some(
+                    [
                         (HISTORY_LABEL.to_owned(), "true".to_owned()),
                         (
                             "app.kubernetes.io/managed-by".to_owned(),
                             "hookguard".to_owned(),
                         ),
-                    ])),
-                    ..ObjectMeta::default()
-                },
-                type_: Some(SECRET_TYPE.to_owned()),
-                ..Secret::default()
+                    ]
+                    .into(),
+                );
+                o
             });
             // A record that cannot be read (edited by hand) is started again, not kept failing.
-            let mut history = parse(&name, &secret).unwrap_or_default();
+            let mut history = parse(&name, &object).unwrap_or_default();
             history.namespace = namespace.to_owned();
             history.release = release.to_owned();
             for run in runs {
                 history.record(run, &self.bounds);
             }
-            let json = serde_json::to_vec(&history).map_err(|source| StoreError::Unreadable {
-                name: name.clone(),
-                source,
-            })?;
-            secret
-                .data
-                .get_or_insert_with(BTreeMap::new)
-                .insert(DATA_KEY.to_owned(), ByteString(json));
-            secret
+            object.data = serde_json::json!({ "spec": history });
+            object
                 .metadata
                 .annotations
-                .get_or_insert_with(BTreeMap::new)
+                .get_or_insert_with(Default::default)
                 .insert(
                     UPDATED_ANNOTATION.to_owned(),
                     time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
                 );
             let written = if created {
-                self.api.create(&PostParams::default(), &secret).await
+                self.api.create(&PostParams::default(), &object).await
             } else {
                 self.api
-                    .replace(&name, &PostParams::default(), &secret)
+                    .replace(&name, &PostParams::default(), &object)
                     .await
             };
             match written {
@@ -152,13 +169,15 @@ impl Store {
     }
 }
 
-fn parse(name: &str, secret: &Secret) -> Result<ReleaseHistory, StoreError> {
-    match secret.data.as_ref().and_then(|d| d.get(DATA_KEY)) {
+fn parse(name: &str, object: &DynamicObject) -> Result<ReleaseHistory, StoreError> {
+    match object.data.get("spec") {
         None => Ok(ReleaseHistory::default()),
-        Some(bytes) => serde_json::from_slice(&bytes.0).map_err(|source| StoreError::Unreadable {
-            name: name.to_owned(),
-            source,
-        }),
+        Some(spec) => {
+            serde_json::from_value(spec.clone()).map_err(|source| StoreError::Unreadable {
+                name: name.to_owned(),
+                source,
+            })
+        }
     }
 }
 
@@ -170,9 +189,10 @@ pub async fn load(
     release: &str,
 ) -> Result<Option<ReleaseHistory>, StoreError> {
     let name = record_name(namespace, release);
-    let api: Api<Secret> = Api::namespaced(client.clone(), hookguard_namespace);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), hookguard_namespace, &resource());
     match api.get_opt(&name).await? {
         None => Ok(None),
-        Some(secret) => parse(&name, &secret).map(Some),
+        Some(object) => parse(&name, &object).map(Some),
     }
 }

@@ -1,7 +1,9 @@
 //! A real control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
-//! kube-scheduler, and kwok playing the kubelet of one fake node (a SIMULATION of nodes only: no
-//! container ever runs; kwok moves Pods through their phases as tests/e2e/tools/kwok-stages.yaml
-//! says, and never finishes a `restartPolicy: Always` Pod, just like a real kubelet).
+//! kube-scheduler, and one node: by default kwok playing the kubelet of a fake node (a
+//! SIMULATION of nodes only: no container ever runs; kwok moves Pods through their phases as
+//! tests/e2e/tools/kwok-stages.yaml says, and never finishes a `restartPolicy: Always` Pod, just
+//! like a real kubelet); for the real-node suite a real kubelet with containerd
+//! ([`crate::real_node`]).
 
 use std::fs;
 use std::io::Write;
@@ -39,11 +41,25 @@ pub struct Cluster {
     /// presents a client certificate (see `webhook_admission_config`).
     pub mtls_webhook_port: u16,
     pki_dir: PathBuf,
-    procs: Vec<Proc>,
+    pub(crate) procs: Vec<Proc>,
+    node: NodeKind,
+}
+
+/// The cluster's one node.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// kwok: a SIMULATED kubelet, no container runs.
+    Simulated,
+    /// A real kubelet with containerd and runc, and kube-proxy (`crate::real_node`).
+    Real,
 }
 
 impl Cluster {
-    pub fn start(bin: PathBuf, work: PathBuf) -> Result<Cluster> {
+    pub fn start(bin: PathBuf, work: PathBuf, node: NodeKind) -> Result<Cluster> {
+        let node_tools: &[&str] = match node {
+            NodeKind::Simulated => &["kwok"],
+            NodeKind::Real => &["kubelet", "kube-proxy"],
+        };
         for tool in [
             "etcd",
             "kube-apiserver",
@@ -52,8 +68,10 @@ impl Cluster {
             "kubectl",
             "helm",
             "helm4",
-            "kwok",
-        ] {
+        ]
+        .iter()
+        .chain(node_tools)
+        {
             if !bin.join(tool).is_file() {
                 return Err(format!(
                     "{tool} not found in {}: run `make tools` (builds it from its Go module; needs Go)",
@@ -77,6 +95,7 @@ impl Cluster {
             mtls_webhook_port,
             pki_dir: pki.dir.clone(),
             procs: Vec::new(),
+            node,
         };
 
         let (etcd_port, peer_port) = (free_port(), free_port());
@@ -104,14 +123,27 @@ impl Cluster {
 
         let api_port = free_port();
         cluster.api_port = api_port;
+        // A real node's pods reach the API server through the `kubernetes` Service (kube-proxy
+        // sends 10.96.0.1 to the advertised address): the host's address, not loopback.
+        let node_flags: Vec<String> = match node {
+            NodeKind::Simulated => vec![
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                "--endpoint-reconciler-type=none".into(),
+            ],
+            NodeKind::Real => vec![
+                "--bind-address=0.0.0.0".into(),
+                format!("--advertise-address={}", crate::real_node::host_ip()?),
+                "--endpoint-reconciler-type=lease".into(),
+                "--kubelet-preferred-address-types=InternalIP".into(),
+            ],
+        };
         cluster.procs.push(Proc::spawn(
             "kube-apiserver",
             &logs,
             &bin.join("kube-apiserver"),
             &[
                 format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
                 format!("--secure-port={api_port}"),
                 format!("--tls-cert-file={}", pki.path("apiserver.crt")),
                 format!("--tls-private-key-file={}", pki.path("apiserver.key")),
@@ -121,7 +153,6 @@ impl Cluster {
                 format!("--service-account-signing-key-file={}", pki.path("sa.key")),
                 "--service-cluster-ip-range=10.96.0.0/16".into(),
                 "--authorization-mode=Node,RBAC".into(),
-                "--endpoint-reconciler-type=none".into(),
                 // As kubeadm and most distributions run it; otherwise the API server itself
                 // rejects privileged pods before any validating webhook sees them.
                 "--allow-privileged=true".into(),
@@ -132,7 +163,10 @@ impl Cluster {
                 format!("--audit-policy-file={}", audit_policy.display()),
                 format!("--audit-log-path={}", work.join(AUDIT_LOG).display()),
                 "--audit-log-format=json".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(node_flags)
+            .collect::<Vec<_>>(),
             &[],
         )?);
         let kubeconfig = format!(
@@ -174,6 +208,18 @@ impl Cluster {
             &component_args(&kc),
             &[],
         )?);
+        match node {
+            NodeKind::Simulated => cluster.start_kwok(&pki, &logs)?,
+            NodeKind::Real => crate::real_node::start(&mut cluster, &pki, &logs)?,
+        }
+        Ok(cluster)
+    }
+
+    /// kwok as the kubelet of the one SIMULATED node `kwok-node-0`.
+    fn start_kwok(&mut self, pki: &Pki, logs: &Path) -> Result<()> {
+        let (work, bin) = (self.work.clone(), self.bin.clone());
+        let kc = self.kubeconfig.display().to_string();
+        let cluster = self;
         // Simulated container logs (CRI log format), so `helm test --logs` and the hook run
         // history have something to read: the text is chosen by the container's name
         // (SIMULATED_LOGS), and is one fixed line for any other container.
@@ -212,7 +258,7 @@ impl Cluster {
         let kwok_port = free_port();
         cluster.procs.push(Proc::spawn(
             "kwok",
-            &logs,
+            logs,
             &bin.join("kwok"),
             &[
                 format!("--kubeconfig={kc}"),
@@ -253,7 +299,7 @@ impl Cluster {
                 .success()
                 .then_some(())
         })?;
-        Ok(cluster)
+        Ok(())
     }
 
     /// A file of the cluster's PKI, e.g. `webhook-client-ca.crt` (the CA of the client
@@ -548,6 +594,9 @@ impl Drop for Cluster {
         // Stop in reverse order of start.
         while let Some(mut p) = self.procs.pop() {
             p.stop(Duration::from_secs(5));
+        }
+        if self.node == NodeKind::Real {
+            crate::real_node::clean_up(&self.work, &self.bin);
         }
     }
 }

@@ -19,6 +19,8 @@ mod pki;
 mod plugin_scenarios;
 mod proc;
 mod ratchet_scenarios;
+mod real_node;
+mod real_node_scenarios;
 mod rollout_scenarios;
 mod scenarios;
 mod scrape;
@@ -28,7 +30,7 @@ use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, NodeKind};
 use crate::hookguard::Hookguard;
 use crate::proc::{Result, wait_for};
 use crate::tools::{repo, tools_bin};
@@ -144,13 +146,18 @@ fn main() -> ExitCode {
     all.extend_from_slice(ratchet_scenarios::ALL);
     all.extend_from_slice(rollout_scenarios::ALL);
     all.extend_from_slice(plugin_scenarios::ALL);
+    // The real-node suite (`make e2e-real-node`) is its own run: a real kubelet, not kwok.
+    let real_node = std::env::args().any(|a| a == "--real-node");
+    if real_node {
+        all = real_node_scenarios::ALL.to_vec();
+    }
     let selected: Vec<Scenario> = all
         .into_iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();
 
     if std::env::args().any(|a| a == "--measure-admission-latency") {
-        return match setup().and_then(|env| latency::measure(&env, 2000)) {
+        return match setup(NodeKind::Simulated).and_then(|env| latency::measure(&env, 2000)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("e2e: latency measurement failed: {e}");
@@ -159,7 +166,12 @@ fn main() -> ExitCode {
         };
     }
     let started = Instant::now();
-    let env = match setup() {
+    let node = if real_node {
+        NodeKind::Real
+    } else {
+        NodeKind::Simulated
+    };
+    let env = match setup(node) {
         Ok(env) => env,
         Err(e) => {
             eprintln!("e2e: setup failed: {e}");
@@ -220,16 +232,19 @@ fn dump(env: &Env) {
     }
 }
 
-fn setup() -> Result<Env> {
+fn setup(node: NodeKind) -> Result<Env> {
     let bin = tools_bin()?;
     let work = std::env::temp_dir().join(format!("hookguard-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    let cluster = Cluster::start(bin, work.join("cluster"))?;
+    let cluster = Cluster::start(bin, work.join("cluster"), node)?;
     let hookguard = Hookguard::start(work.join("hookguard"), DEFAULT_POLICY)?;
     let env = Env {
         cluster,
         hookguard: std::sync::Mutex::new(hookguard),
     };
-    env.register_webhooks()?;
+    // On the real node the chart registers its own hookguard's webhooks.
+    if node == NodeKind::Simulated {
+        env.register_webhooks()?;
+    }
     Ok(env)
 }

@@ -224,7 +224,7 @@ fn postrender_plugin(env: &Env) -> Result<()> {
 }
 
 /// `hookguard history` against the controller's records.
-fn history(env: &Env, hg_ns: &str, release: &str, ns: &str, extra: &[&str]) -> Result<Value> {
+pub fn history(env: &Env, hg_ns: &str, release: &str, ns: &str, extra: &[&str]) -> Result<Value> {
     let mut args = vec![
         "history".to_owned(),
         release.to_owned(),
@@ -261,7 +261,7 @@ fn start_controller(env: &Env, hg_ns: &str, name: &str) -> Result<Served> {
     )
 }
 
-fn run_of<'v>(history: &'v Value, name: &str) -> Option<&'v Value> {
+pub fn run_of<'v>(history: &'v Value, name: &str) -> Option<&'v Value> {
     history["runs"]
         .as_array()?
         .iter()
@@ -270,6 +270,22 @@ fn run_of<'v>(history: &'v Value, name: &str) -> Option<&'v Value> {
 
 fn hook_run_history(env: &Env) -> Result<()> {
     let (hg_ns, ns) = ("e2e-history-hg", "e2e-history");
+    let crd = repo().join("charts/hookguard/crds/hookrunhistories.yaml");
+    env.cluster.run_ok(
+        "kubectl",
+        &["apply", "-f", &crd.display().to_string()],
+        None,
+    )?;
+    env.cluster.run_ok(
+        "kubectl",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/hookrunhistories.hookguard.io",
+            "--timeout=30s",
+        ],
+        None,
+    )?;
     env.cluster.namespace(hg_ns)?;
     env.cluster.namespace(ns)?;
     let controller = start_controller(env, hg_ns, "history-1")?;

@@ -198,6 +198,18 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
         "the restart changed the caBundle".into()
     })?;
     let secret_update = format!("Role {ns}/{name} /secrets update {secret_name}");
+    // The hook run history acts when hooks run: whether this run's controller sees one depends
+    // on what earlier scenarios left; the real-node suite (real-03) proves these grants suffice.
+    let controller = format!("{name}-controller");
+    let mut history: Vec<String> = ["configmaps", "pods/log", "secrets"]
+        .iter()
+        .map(|r| format!("ClusterRole {controller} /{r} get *"))
+        .collect();
+    history.extend(
+        ["create", "delete", "get", "list", "update"]
+            .iter()
+            .map(|v| format!("Role {ns}/{controller} hookguard.io/hookrunhistories {v} *")),
+    );
     requests_use_exactly_the_grants(
         env,
         &stored_rbac,
@@ -207,6 +219,7 @@ pub(super) fn install_upgrade_uninstall(env: &Env, bin: &str) -> Result<()> {
             &secret_update,
             "rotation writes the renewed certificate into the Secret (12-self-managed-certs-*)",
         )],
+        &history,
     )?;
 
     release.uninstall()?;
@@ -335,7 +348,13 @@ fn check_installed(
         &stored_rbac,
         name,
         ns,
-        &[Grant::Certs, Grant::Lease, Grant::Inventory, Grant::Orphans],
+        &[
+            Grant::Certs,
+            Grant::Lease,
+            Grant::Inventory,
+            Grant::History,
+            Grant::Orphans,
+        ],
     )?;
     service_account_permissions(env, ns, name)?;
     ensure(

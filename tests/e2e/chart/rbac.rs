@@ -29,6 +29,9 @@ pub(super) enum Grant {
     /// Orphan detection with the default `inventory.helmDrivers`: listing Helm's release
     /// records, Secrets and ConfigMaps.
     Orphans,
+    /// history.enabled (the default): reading hook Pods' logs and Helm's release records, and
+    /// the HookRunHistory records in the release namespace.
+    History,
     /// controller.events: recording Events.
     Events,
     /// policyRecheck.enabled: reading the latest release record of each release, and writing
@@ -143,6 +146,17 @@ fn expected_rbac(fullname: &str, ns: &str, grants: &[Grant]) -> BTreeSet<String>
                 add("ClusterRole", "batch/jobs", &["get", "list", "watch"], "*");
                 add("ClusterRole", "/pods", &["get", "list", "watch"], "*");
             }
+            Grant::History => {
+                add("ClusterRole", "/pods/log", &["get"], "*");
+                add("ClusterRole", "/secrets", &["get", "list"], "*");
+                add("ClusterRole", "/configmaps", &["get", "list"], "*");
+                add(
+                    "Role",
+                    "hookguard.io/hookrunhistories",
+                    &["get", "list", "create", "update", "delete"],
+                    "*",
+                );
+            }
             Grant::Events => {
                 add(
                     "ClusterRole",
@@ -243,13 +257,15 @@ pub(super) fn check_rbac(docs: &[Value], fullname: &str, ns: &str, grants: &[Gra
 /// What each process asked of the API server as its ServiceAccount (the audit log) is exactly
 /// what the chart grants it: no request refused, each allowed by one of the chart's rules (in
 /// `docs`) for that ServiceAccount, and each of those rules used, but for `unused`: entries (as
-/// `rbac_rules` spells them) for code paths the run did not take, with the path that needs them.
+/// `rbac_rules` spells them) for code paths the run did not take, with the path that needs them,
+/// and `incidental` ones, which the run uses or not depending on what else the cluster holds.
 pub(super) fn requests_use_exactly_the_grants(
     env: &Env,
     docs: &[Value],
     fullname: &str,
     ns: &str,
     unused: &[(&str, &str)],
+    incidental: &[String],
 ) -> Result<()> {
     let rules = rbac_rules(docs);
     let mut used = BTreeSet::new();
@@ -287,7 +303,7 @@ pub(super) fn requests_use_exactly_the_grants(
     }
     let excused: BTreeSet<String> = unused.iter().map(|(e, _)| (*e).to_owned()).collect();
     for entry in rules.difference(&used) {
-        if !excused.contains(entry) {
+        if !excused.contains(entry) && !incidental.contains(entry) {
             problems.push(format!("granted, never used: {entry}"));
         }
     }

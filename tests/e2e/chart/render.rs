@@ -136,7 +136,13 @@ fn defaults(env: &Env, bin: &str) -> Result<()> {
         &docs,
         REL,
         NS,
-        &[Grant::Certs, Grant::Lease, Grant::Inventory, Grant::Orphans],
+        &[
+            Grant::Certs,
+            Grant::Lease,
+            Grant::Inventory,
+            Grant::History,
+            Grant::Orphans,
+        ],
     )?;
     ensure(
         one(&docs, "PodDisruptionBudget")?["spec"]["minAvailable"] == 1,
@@ -383,6 +389,7 @@ fn namespace_label_overrides(env: &Env) -> Result<()> {
             Grant::NamespaceLabels,
             Grant::Lease,
             Grant::Inventory,
+            Grant::History,
             Grant::Orphans,
         ],
     )?;
@@ -467,6 +474,7 @@ fn namespace_label_overrides(env: &Env) -> Result<()> {
             Grant::Certs,
             Grant::Lease,
             Grant::Inventory,
+            Grant::History,
             Grant::Orphans,
             Grant::PolicyRecheck,
             Grant::Events,
@@ -546,7 +554,12 @@ fn cert_manager(env: &Env) -> Result<()> {
         &docs,
         REL,
         NS,
-        &[Grant::Lease, Grant::Inventory, Grant::Orphans],
+        &[
+            Grant::Lease,
+            Grant::Inventory,
+            Grant::History,
+            Grant::Orphans,
+        ],
     )
 }
 
@@ -607,6 +620,7 @@ fn every_switch_reaches_its_flag(env: &Env) -> Result<()> {
         &[
             Grant::Certs,
             Grant::Inventory,
+            Grant::History,
             Grant::Janitor(&["team-*", "ci"]),
         ],
     )?;
@@ -643,6 +657,7 @@ fn janitor_with_leader_election(env: &Env) -> Result<()> {
             Grant::Certs,
             Grant::Lease,
             Grant::Inventory,
+            Grant::History,
             Grant::Orphans,
             Grant::Janitor(&["ci", "nightly"]),
         ],

@@ -86,6 +86,7 @@ inputs=(
 	kube/go.mod kube/go.sum
 	kube/cmd/kube-apiserver/main.go kube/cmd/kube-controller-manager/main.go
 	kube/cmd/kube-scheduler/main.go kube/cmd/kubectl/main.go
+	kube/cmd/kubelet/main.go kube/cmd/kube-proxy/main.go
 	etcd/go.mod etcd/go.sum etcd/main.go
 )
 inputs_hash=$(
@@ -147,7 +148,8 @@ module_time() {
 }
 
 # --- Kubernetes ------------------------------------------------------------------------
-kube_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+# kubelet and kube-proxy are for the real-node suite only (make e2e-real-node).
+kube_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 kube_missing=()
 for n in "${kube_bins[@]}"; do
 	built "$n" || kube_missing+=("$n")
