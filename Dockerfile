@@ -5,9 +5,10 @@
 #
 #   docker build -t ghcr.io/hookguard/hookguard:0.1.0 .
 #
-# Not built or tested where hookguard is developed: that machine has no access to a container
-# registry (neither the base images below nor a push target). The e2e suite runs the binary cargo
-# builds with the Deployment's exact arguments instead (tests/e2e/chart/container.rs).
+# Needs registry access for the base images below. Where there is none, `make image-offline`
+# builds the same layout (static binary, UID/GID 65532, binary as entrypoint, CA certificates)
+# as an OCI archive; that is the image the real-node suite (make e2e-real-node) installs with the
+# chart and runs. This Dockerfile itself is not built where hookguard is developed.
 
 # Builder: Debian bookworm, the same glibc as the runtime image below.
 FROM docker.io/library/rust:1.95-slim-bookworm AS build

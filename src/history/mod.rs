@@ -115,6 +115,8 @@ struct History {
     runs: HashMap<String, Tracked>,
     /// Hook objects no Helm release lists (another tool's hooks).
     unattributed: HashSet<String>,
+    /// The uids of the list in progress, per kind.
+    relisted: Relisted,
     reads: JoinSet<LogRead>,
     /// At most [`MAX_LOG_READS`] log reads run at once; the others wait their turn.
     permits: Arc<tokio::sync::Semaphore>,
@@ -155,6 +157,7 @@ pub async fn run(
         metrics,
         runs: HashMap::new(),
         unattributed: HashSet::new(),
+        relisted: Relisted::default(),
         reads: JoinSet::new(),
         permits: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_READS)),
     };
@@ -179,10 +182,16 @@ pub async fn run(
 
 impl History {
     async fn on(&mut self, seen: Seen) {
-        use watcher::Event::{Apply, Delete, InitApply};
+        use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
         let (what, event) = match seen {
             Seen::Job(e) => match *e {
-                Ok(Apply(job) | InitApply(job)) => return self.on_job(&job).await,
+                Ok(Init) => return self.relisted.clear_kind("Job"),
+                Ok(InitDone) => return self.relist_done("Job"),
+                Ok(InitApply(job)) => {
+                    self.relisted.saw("Job", job.uid());
+                    return self.on_job(&job).await;
+                }
+                Ok(Apply(job)) => return self.on_job(&job).await,
                 Ok(Delete(job)) => {
                     self.on_job(&job).await;
                     if let Some(uid) = job.uid() {
@@ -193,7 +202,13 @@ impl History {
                 other => ("jobs", other.map(|_| ())),
             },
             Seen::HookPod(e) => match *e {
-                Ok(Apply(pod) | InitApply(pod)) => return self.on_hook_pod(&pod, false).await,
+                Ok(Init) => return self.relisted.clear_kind("Pod"),
+                Ok(InitDone) => return self.relist_done("Pod"),
+                Ok(InitApply(pod)) => {
+                    self.relisted.saw("Pod", pod.uid());
+                    return self.on_hook_pod(&pod, false).await;
+                }
+                Ok(Apply(pod)) => return self.on_hook_pod(&pod, false).await,
                 Ok(Delete(pod)) => return self.on_hook_pod(&pod, true).await,
                 other => ("hook pods", other.map(|_| ())),
             },
@@ -206,6 +221,21 @@ impl History {
         if let Err(e) = event {
             tracing::warn!(watch = what, error = %e, "history: watch failed; listing again");
         }
+    }
+
+    /// After a fresh list: the runs of `kind` whose object it no longer holds were deleted
+    /// while the watch was down (a watch reports no deletion for those).
+    fn relist_done(&mut self, kind: &str) {
+        let gone: Vec<String> = self
+            .runs
+            .iter()
+            .filter(|(uid, t)| t.run.kind == kind && !self.relisted.contains(kind, uid))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in gone {
+            self.gone(&uid);
+        }
+        self.relisted.clear_kind(kind);
     }
 
     async fn on_job(&mut self, job: &Job) {
@@ -456,6 +486,39 @@ impl History {
         }
         self.runs
             .retain(|_, t| !(t.gone && !t.dirty && t.reads_in_flight == 0));
+    }
+}
+
+/// The uids a list in progress has delivered, for the Job and the hook Pod watch.
+#[derive(Default)]
+struct Relisted {
+    jobs: HashSet<String>,
+    pods: HashSet<String>,
+}
+
+impl Relisted {
+    fn of(&mut self, kind: &str) -> &mut HashSet<String> {
+        if kind == "Job" {
+            &mut self.jobs
+        } else {
+            &mut self.pods
+        }
+    }
+
+    fn clear_kind(&mut self, kind: &str) {
+        self.of(kind).clear();
+    }
+
+    fn saw(&mut self, kind: &str, uid: Option<String>) {
+        self.of(kind).extend(uid);
+    }
+
+    fn contains(&self, kind: &str, uid: &str) -> bool {
+        if kind == "Job" {
+            self.jobs.contains(uid)
+        } else {
+            self.pods.contains(uid)
+        }
     }
 }
 
