@@ -96,7 +96,7 @@ e2e:
 e2e-real-node:
 	@scripts/install-real-node-deps.sh
 	@bin="$$(tests/e2e/tools/build.sh | tail -n 1)"; \
-	images="$$(dirname "$$(scripts/image-offline.sh | tail -n 1)")"; \
+	archive="$$(scripts/image-offline.sh | tail -n 1)"; images="$$(dirname "$$archive")"; \
 	echo "e2e-real-node: tools in $$bin, images in $$images"; \
 	HOOKGUARD_TOOLS_BIN="$$bin" HOOKGUARD_IMAGES_DIR="$$images" $(CARGO) test --locked --test e2e -- --real-node
 
