@@ -110,7 +110,7 @@ state = "{state}"
   address = "{socket}"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
-  # The sessions cannot lower oom_score_adj: without this every sandbox fails in runc.
+  # Processes here may not lower oom_score_adj: without this every sandbox fails in runc.
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
