@@ -30,7 +30,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::hook::{HOOK_ANNOTATION, WEIGHT_ANNOTATION};
+use crate::hook::{HOOK_ANNOTATION, HookAnnotations, WEIGHT_ANNOTATION};
 use crate::inventory::HelmDriver;
 use crate::inventory::record::{from_job, from_pod};
 use crate::metrics::HistoryMetrics;
@@ -291,7 +291,6 @@ impl History {
         if self.unattributed.contains(&uid) {
             return;
         }
-        let annotations = meta.annotations.clone().unwrap_or_default();
         let Some(found) = self
             .releases
             .resolve(
@@ -310,25 +309,31 @@ impl History {
             self.unattributed.insert(uid);
             return;
         };
+        // Read as Helm reads them: the events Helm runs the hook for, the weight it sorts by.
+        let annotation = |key: &str| meta.annotations.as_ref()?.get(key).map(String::as_str);
+        let hook = HookAnnotations::parse(
+            annotation(HOOK_ANNOTATION),
+            annotation(WEIGHT_ANNOTATION),
+            None,
+            None,
+        );
         let run = HookRun {
             uid: uid.clone(),
             kind: kind.to_owned(),
             name: record.name.clone(),
             revision: found.revision,
-            events: annotations
-                .get(HOOK_ANNOTATION)
-                .map(|v| {
-                    v.split(',')
-                        .map(|e| e.trim().to_owned())
-                        .filter(|e| !e.is_empty())
-                        .take(crate::hook::MAX_KEPT_UNKNOWN)
+            events: hook
+                .as_ref()
+                .map(|h| {
+                    h.known_events()
+                        .iter()
+                        .map(|e| e.as_str().to_owned())
                         .collect()
                 })
                 .unwrap_or_default(),
-            weight: annotations
-                .get(WEIGHT_ANNOTATION)
-                .and_then(|w| w.trim().parse().ok())
-                .unwrap_or(0),
+            weight: hook
+                .and_then(|h| h.weight)
+                .map_or(0, |w| w.weight.effective()),
             started: record.started.unwrap_or(record.created),
             finished: record.finished,
             outcome,
@@ -361,7 +366,7 @@ impl History {
         let statuses = pod
             .status
             .as_ref()
-            .and_then(|s| s.container_statuses.clone())
+            .and_then(|s| s.container_statuses.as_deref())
             .unwrap_or_default();
         for status in statuses {
             let key = (pod_uid.clone(), status.name.clone());
@@ -423,11 +428,7 @@ impl History {
     fn on_log(&mut self, read: LogRead) {
         if let Some(tracked) = self.runs.get_mut(&read.run_uid) {
             tracked.reads_in_flight = tracked.reads_in_flight.saturating_sub(1);
-            let newer = HookRun {
-                logs: vec![read.log],
-                ..tracked.run.clone()
-            };
-            tracked.run.merge(&newer);
+            tracked.run.add_log(read.log);
             tracked.dirty = true;
         }
     }

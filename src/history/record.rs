@@ -108,15 +108,21 @@ impl HookRun {
         }
         self.revision = self.revision.or(newer.revision);
         for log in &newer.logs {
-            match self
-                .logs
-                .iter_mut()
-                .find(|l| l.pod == log.pod && l.container == log.container)
-            {
-                Some(kept) if kept.error.is_none() && log.error.is_some() => {}
-                Some(kept) => *kept = log.clone(),
-                None => self.logs.push(log.clone()),
-            }
+            self.add_log(log.clone());
+        }
+    }
+
+    /// Adds a container's log, or replaces the one of the same (pod, container) unless that one
+    /// was captured and this one is an error; keeps the last [`MAX_LOGS_PER_RUN`].
+    pub fn add_log(&mut self, log: ContainerLog) {
+        match self
+            .logs
+            .iter_mut()
+            .find(|l| l.pod == log.pod && l.container == log.container)
+        {
+            Some(kept) if kept.error.is_none() && log.error.is_some() => {}
+            Some(kept) => *kept = log,
+            None => self.logs.push(log),
         }
         let excess = self.logs.len().saturating_sub(MAX_LOGS_PER_RUN);
         self.logs.drain(..excess);
@@ -139,29 +145,31 @@ pub struct ReleaseHistory {
 }
 
 impl ReleaseHistory {
-    /// Adds or updates a run, then applies the bounds.
-    pub fn record(&mut self, run: &HookRun, bounds: &Bounds) {
-        match self.runs.iter_mut().find(|r| r.uid == run.uid) {
-            Some(kept) => kept.merge(run),
-            None => {
-                self.runs.push(run.clone());
-                self.runs.sort_by_key(|r| r.started);
+    /// Adds or updates runs, then applies the bounds once.
+    pub fn record<'r>(&mut self, runs: impl IntoIterator<Item = &'r HookRun>, bounds: &Bounds) {
+        for run in runs {
+            match self.runs.iter_mut().find(|r| r.uid == run.uid) {
+                Some(kept) => kept.merge(run),
+                None => self.runs.push(run.clone()),
             }
         }
+        self.runs.sort_by_key(|r| r.started);
         self.trim(bounds);
     }
 
-    /// Drops the oldest runs beyond `bounds.runs` and until the JSON fits [`MAX_RECORD_BYTES`].
-    pub fn trim(&mut self, bounds: &Bounds) {
+    /// Drops the oldest runs beyond `bounds.runs` and until the JSON fits [`MAX_RECORD_BYTES`]
+    /// (the record is serialized once, each dropped run once more).
+    fn trim(&mut self, bounds: &Bounds) {
         let excess = self.runs.len().saturating_sub(bounds.runs.max(1));
         self.runs.drain(..excess);
-        while self.runs.len() > 1 && self.json_len() > MAX_RECORD_BYTES {
-            self.runs.remove(0);
+        let mut len = json_len(self);
+        let mut drop = 0;
+        while self.runs.len() - drop > 1 && len > MAX_RECORD_BYTES {
+            // The run and the comma after it.
+            len = len.saturating_sub(json_len(&self.runs[drop]) + 1);
+            drop += 1;
         }
-    }
-
-    fn json_len(&self) -> usize {
-        serde_json::to_vec(self).map_or(0, |v| v.len())
+        self.runs.drain(..drop);
     }
 
     /// The runs of one revision (all with `None`).
@@ -170,6 +178,10 @@ impl ReleaseHistory {
             .iter()
             .filter(move |r| revision.is_none() || r.revision == revision)
     }
+}
+
+fn json_len(value: &impl Serialize) -> usize {
+    serde_json::to_vec(value).map_or(0, |v| v.len())
 }
 
 /// The last `max_bytes` of a log, cut at a line start when one is near, and whether anything
@@ -337,10 +349,10 @@ mod tests {
     #[test]
     fn a_run_seen_again_is_updated_not_duplicated() {
         let mut h = ReleaseHistory::default();
-        h.record(&run("a", 10, Outcome::Running), &BOUNDS);
+        h.record([&run("a", 10, Outcome::Running)], &BOUNDS);
         let mut done = run("a", 10, Outcome::Succeeded);
         done.logs.push(log("p", "hello\n", None));
-        h.record(&done, &BOUNDS);
+        h.record([&done], &BOUNDS);
         assert_eq!(h.runs.len(), 1);
         assert_eq!(h.runs[0].outcome, Outcome::Succeeded);
         assert_eq!(h.runs[0].duration_seconds(), Some(2));
@@ -348,7 +360,7 @@ mod tests {
         // not read the log changes neither the outcome nor the captured log.
         let mut stale = run("a", 10, Outcome::Running);
         stale.logs.push(log("p", "", Some("pod gone")));
-        h.record(&stale, &BOUNDS);
+        h.record([&stale], &BOUNDS);
         assert_eq!(h.runs[0].outcome, Outcome::Succeeded);
         assert_eq!(h.runs[0].logs, vec![log("p", "hello\n", None)]);
         assert!(!h.runs[0].logs_missed());
@@ -358,7 +370,7 @@ mod tests {
     fn the_oldest_runs_go_first() {
         let mut h = ReleaseHistory::default();
         for (i, uid) in ["a", "b", "c", "d"].iter().enumerate() {
-            h.record(&run(uid, 100 - i as i64 * 10, Outcome::Failed), &BOUNDS);
+            h.record([&run(uid, 100 - i as i64 * 10, Outcome::Failed)], &BOUNDS);
         }
         // Started at 100, 90, 80, 70: the one that started at 70 is dropped, in start order.
         let uids: Vec<&str> = h.runs.iter().map(|r| r.uid.as_str()).collect();
@@ -381,9 +393,9 @@ mod tests {
                 });
             }
             assert!(r.logs.len() <= MAX_LOGS_PER_RUN);
-            h.record(&r, &bounds);
+            h.record([&r], &bounds);
         }
-        assert!(h.json_len() <= MAX_RECORD_BYTES);
+        assert!(json_len(&h) <= MAX_RECORD_BYTES);
         assert_eq!(h.runs.last().map(|r| r.uid.as_str()), Some("u59"));
     }
 
@@ -409,13 +421,13 @@ mod tests {
         };
         let mut ok = run("a", 1_764_806_400, Outcome::Succeeded);
         ok.logs.push(log("hook-a-x1", "migrating\ndone\n", None));
-        h.record(&ok, &BOUNDS);
+        h.record([&ok], &BOUNDS);
         let mut failed = run("b", 1_764_806_500, Outcome::Failed);
         failed.revision = Some(2);
         failed
             .logs
             .push(log("hook-b", "", Some("the Pod was deleted first")));
-        h.record(&failed, &BOUNDS);
+        h.record([&failed], &BOUNDS);
         let text = render_text(&h, None, true);
         assert!(
             text.starts_with("release web in namespace shop: 2 hook runs\n"),

@@ -99,9 +99,7 @@ impl Store {
             let mut history = parse(&name, &object).unwrap_or_default();
             history.namespace = namespace.to_owned();
             history.release = release.to_owned();
-            for run in runs {
-                history.record(run, &self.bounds);
-            }
+            history.record(runs, &self.bounds);
             object.data = serde_json::json!({ "spec": history });
             object
                 .metadata
