@@ -5,7 +5,7 @@
 //! records' labels are read; without it, the latest record of each release in the namespace
 //! is decoded and the one that lists a hook of this kind and name wins.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
@@ -21,18 +21,31 @@ pub struct Found {
     pub revision: Option<u64>,
 }
 
+/// Decoded records remembered, at most: an upgrade's hooks without a release label are matched
+/// against the same records, which are read and decoded once per version of each.
+const MAX_CACHED_RECORDS: usize = 256;
+
+/// A record's hooks, as `(kind, name)`, at one resourceVersion.
+type Hooks = (String, Vec<(String, String)>);
+
 pub struct Resolver {
     client: kube::Client,
     drivers: BTreeSet<HelmDriver>,
+    /// `(namespace, record name)` → its hooks at the resourceVersion read.
+    decoded: HashMap<(String, String), Hooks>,
 }
 
 impl Resolver {
     pub fn new(client: kube::Client, drivers: BTreeSet<HelmDriver>) -> Self {
-        Resolver { client, drivers }
+        Resolver {
+            client,
+            drivers,
+            decoded: HashMap::new(),
+        }
     }
 
     pub async fn resolve(
-        &self,
+        &mut self,
         namespace: &str,
         kind: &str,
         name: &str,
@@ -47,7 +60,7 @@ impl Resolver {
                 }
             };
             if let Some(release) = release {
-                if let Some((revision, _)) = latest.get(release) {
+                if let Some(Latest { revision, .. }) = latest.get(release) {
                     return Some(Found {
                         release: release.to_owned(),
                         revision: Some(*revision),
@@ -55,15 +68,37 @@ impl Resolver {
                 }
                 continue;
             }
-            for (release, (revision, record)) in latest.iter().take(MAX_DECODED_RELEASES) {
-                match self.decode(*driver, namespace, record).await {
-                    Some(r) if r.hooks.iter().any(|h| h.kind == kind && h.name == name) => {
-                        return Some(Found {
-                            release: release.clone(),
-                            revision: Some(*revision),
-                        });
+            for (release, latest) in latest.iter().take(MAX_DECODED_RELEASES) {
+                let key = (namespace.to_owned(), latest.record.clone());
+                let cached = self
+                    .decoded
+                    .get(&key)
+                    .filter(|(version, _)| *version == latest.resource_version);
+                let hooks = match cached {
+                    Some((_, hooks)) => hooks.clone(),
+                    None => {
+                        let Some(decoded) = self.decode(*driver, namespace, &latest.record).await
+                        else {
+                            continue;
+                        };
+                        let hooks: Vec<(String, String)> = decoded
+                            .hooks
+                            .into_iter()
+                            .map(|h| (h.kind, h.name))
+                            .collect();
+                        if self.decoded.len() >= MAX_CACHED_RECORDS {
+                            self.decoded.clear();
+                        }
+                        self.decoded
+                            .insert(key, (latest.resource_version.clone(), hooks.clone()));
+                        hooks
                     }
-                    _ => {}
+                };
+                if hooks.iter().any(|(k, n)| k == kind && n == name) {
+                    return Some(Found {
+                        release: release.clone(),
+                        revision: Some(latest.revision),
+                    });
                 }
             }
         }
@@ -74,13 +109,13 @@ impl Resolver {
         })
     }
 
-    /// Release name → (latest revision, its record's name), from the records' labels.
+    /// Release name → its latest record, from the records' labels.
     async fn latest_records(
         &self,
         driver: HelmDriver,
         namespace: &str,
         release: Option<&str>,
-    ) -> Result<BTreeMap<String, (u64, String)>, kube::Error> {
+    ) -> Result<BTreeMap<String, Latest>, kube::Error> {
         let selector = match release {
             Some(r) => format!("owner=helm,name={r}"),
             None => "owner=helm".to_owned(),
@@ -102,19 +137,25 @@ impl Resolver {
                 .map(|m| m.metadata)
                 .collect(),
         };
-        let mut latest: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        let mut latest: BTreeMap<String, Latest> = BTreeMap::new();
         for meta in metas {
             let labels = meta.labels.unwrap_or_default();
-            let (Some(name), Some(version), Some(record)) = (
+            let (Some(name), Some(revision), Some(record)) = (
                 labels.get("name"),
                 labels.get("version").and_then(|v| v.parse::<u64>().ok()),
                 meta.name,
             ) else {
                 continue;
             };
-            let entry = latest.entry(name.clone()).or_insert((0, String::new()));
-            if version >= entry.0 {
-                *entry = (version, record);
+            if latest.get(name).is_none_or(|l| revision >= l.revision) {
+                latest.insert(
+                    name.clone(),
+                    Latest {
+                        revision,
+                        record,
+                        resource_version: meta.resource_version.unwrap_or_default(),
+                    },
+                );
             }
         }
         Ok(latest)
@@ -126,24 +167,39 @@ impl Resolver {
         namespace: &str,
         record: &str,
     ) -> Option<HelmRelease> {
-        let bytes = match driver {
-            HelmDriver::Secret => {
-                Api::<Secret>::namespaced(self.client.clone(), namespace)
-                    .get_opt(record)
-                    .await
-                    .ok()??
-                    .data?
-                    .remove("release")?
-                    .0
-            }
+        let read = match driver {
+            HelmDriver::Secret => Api::<Secret>::namespaced(self.client.clone(), namespace)
+                .get_opt(record)
+                .await
+                .map(|s| s.and_then(|s| s.data?.remove("release")).map(|b| b.0)),
             HelmDriver::Configmap => Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
                 .get_opt(record)
                 .await
-                .ok()??
-                .data?
-                .remove("release")?
-                .into_bytes(),
+                .map(|c| {
+                    c.and_then(|c| c.data?.remove("release"))
+                        .map(String::into_bytes)
+                }),
         };
-        helm_release::decode(&bytes).ok()
+        let bytes = match read {
+            Ok(bytes) => bytes?,
+            Err(e) => {
+                tracing::warn!(%namespace, %record, error = %e, "history: cannot read a Helm release record");
+                return None;
+            }
+        };
+        match helm_release::decode(&bytes) {
+            Ok(release) => Some(release),
+            Err(e) => {
+                tracing::warn!(%namespace, %record, error = %e, "history: cannot decode a Helm release record");
+                None
+            }
+        }
     }
+}
+
+/// The latest record of a release.
+struct Latest {
+    revision: u64,
+    record: String,
+    resource_version: String,
 }
