@@ -94,7 +94,7 @@ e2e:
 ## The real-node suite: a kubelet with containerd and runc (Debian packages) and kube-proxy, the
 ## chart installed for real from the offline image. Needs root (containers, mounts, iptables).
 e2e-real-node:
-	@scripts/install-real-node-deps.sh
+	@scripts/install-test-deps.sh --real-node
 	@bin="$$(tests/e2e/tools/build.sh | tail -n 1)"; \
 	archive="$$(scripts/image-offline.sh | tail -n 1)"; images="$$(dirname "$$archive")"; \
 	echo "e2e-real-node: tools in $$bin, images in $$images"; \
@@ -115,7 +115,7 @@ load-test:
 ## hookguard's image as an OCI archive, with no Docker and no registry (plus the real-node suite's
 ## busybox and pause images); the last line printed is the archive's path.
 image-offline:
-	@scripts/install-real-node-deps.sh
+	@scripts/install-test-deps.sh --real-node
 	@scripts/image-offline.sh
 
 ## The container image the chart deploys (needs Docker with BuildKit and registry access).

@@ -13,7 +13,7 @@
 #
 # Import with `ctr -n k8s.io images import <archive>` (or `docker load -i <archive>`). The last
 # line printed is the hookguard archive's path. Needs cargo, python3, and busybox-static
-# (scripts/install-real-node-deps.sh installs it).
+# (scripts/install-test-deps.sh --real-node installs it).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,7 +35,7 @@ is_static() {
 	grep -Eq 'not a dynamic executable|statically linked' <<<"$out"
 }
 if [[ ! -x $busybox ]] || ! is_static "$busybox"; then
-	echo "image-offline: no static $busybox: apt-get install busybox-static (scripts/install-real-node-deps.sh)" >&2
+	echo "image-offline: no static $busybox: apt-get install busybox-static (scripts/install-test-deps.sh --real-node)" >&2
 	exit 1
 fi
 

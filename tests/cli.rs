@@ -98,27 +98,10 @@ fn lint_catches_the_typo_helm_would_silently_drop() {
 
 #[test]
 fn lint_reads_standard_input() {
-    let mut child = bin()
-        .args(["lint", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            std::fs::read(fixture_path("rendered-typo.yaml"))
-                .unwrap()
-                .as_slice(),
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("<stdin> (document 1): Job shop-cleanup")
-    );
+    let input = std::fs::read_to_string(fixture_path("rendered-typo.yaml")).unwrap();
+    let (code, stdout, _) = with_stdin(&["lint", "-"], &input);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("<stdin> (document 1): Job shop-cleanup"));
 }
 
 #[test]
@@ -421,10 +404,9 @@ fn cluster_options_fail_fast_with_a_clear_message() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// `hookguard postrender` with `input` on stdin: (exit code, stdout, stderr).
-fn postrender(args: &[&str], input: &str) -> (Option<i32>, String, String) {
+/// `hookguard <args>` with `input` on stdin: (exit code, stdout, stderr).
+fn with_stdin(args: &[&str], input: &str) -> (Option<i32>, String, String) {
     let mut child = bin()
-        .arg("postrender")
         .args(args)
         .env_remove("HELM_NAMESPACE")
         .stdin(Stdio::piped())
@@ -444,6 +426,10 @@ fn postrender(args: &[&str], input: &str) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn postrender(args: &[&str], input: &str) -> (Option<i32>, String, String) {
+    with_stdin(&[&["postrender"], args].concat(), input)
 }
 
 fn helm4_postrender_input() -> String {

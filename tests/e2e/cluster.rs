@@ -277,13 +277,7 @@ impl Cluster {
             ],
             &[("KWOK_WORKDIR", work.join("kwok").display().to_string())],
         )?);
-        wait_for("default ServiceAccount", Duration::from_secs(60), || {
-            cluster
-                .kubectl(&["get", "serviceaccount", "default"])
-                .status
-                .success()
-                .then_some(())
-        })?;
+        cluster.namespace("default")?;
         cluster.apply(
             "apiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-node-0\n  annotations:\n    kwok.x-k8s.io/node: fake\n    node.alpha.kubernetes.io/ttl: \"0\"\n  labels:\n    kubernetes.io/arch: amd64\n    kubernetes.io/hostname: kwok-node-0\n    kubernetes.io/os: linux\n    type: kwok\n",
         )?;
@@ -439,6 +433,28 @@ impl Cluster {
             (!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound"))
                 .then_some(())
         })
+    }
+
+    /// Applies one of the chart's CRDs (`charts/hookguard/crds/<plural>.yaml`) and waits until
+    /// the API server serves it.
+    pub fn install_chart_crd(&self, plural: &str) -> Result<()> {
+        let file = repo().join(format!("charts/hookguard/crds/{plural}.yaml"));
+        self.run_ok(
+            "kubectl",
+            &["apply", "-f", &file.display().to_string()],
+            None,
+        )?;
+        self.run_ok(
+            "kubectl",
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{plural}.hookguard.io"),
+                "--timeout=30s",
+            ],
+            None,
+        )
+        .map(|_| ())
     }
 
     /// Creates a namespace and waits for its default ServiceAccount (Pods need it).

@@ -270,22 +270,7 @@ pub fn run_of<'v>(history: &'v Value, name: &str) -> Option<&'v Value> {
 
 fn hook_run_history(env: &Env) -> Result<()> {
     let (hg_ns, ns) = ("e2e-history-hg", "e2e-history");
-    let crd = repo().join("charts/hookguard/crds/hookrunhistories.yaml");
-    env.cluster.run_ok(
-        "kubectl",
-        &["apply", "-f", &crd.display().to_string()],
-        None,
-    )?;
-    env.cluster.run_ok(
-        "kubectl",
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/hookrunhistories.hookguard.io",
-            "--timeout=30s",
-        ],
-        None,
-    )?;
+    env.cluster.install_chart_crd("hookrunhistories")?;
     env.cluster.namespace(hg_ns)?;
     env.cluster.namespace(ns)?;
     let controller = start_controller(env, hg_ns, "history-1")?;

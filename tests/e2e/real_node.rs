@@ -79,12 +79,14 @@ fn ctr(socket: &Path, args: &[&str]) -> Result<String> {
 pub fn start(cluster: &mut Cluster, pki: &Pki, logs: &Path) -> Result<()> {
     for tool in ["containerd", "ctr", "runc", "iptables", "conntrack"] {
         which(tool).ok_or_else(|| {
-            format!("{tool} not found: run scripts/install-real-node-deps.sh (Debian packages)")
+            format!(
+                "{tool} not found: run scripts/install-test-deps.sh --real-node (Debian packages)"
+            )
         })?;
     }
     if !Path::new("/usr/lib/cni/bridge").is_file() {
         return Err(
-            "/usr/lib/cni/bridge not found: run scripts/install-real-node-deps.sh (containernetworking-plugins)"
+            "/usr/lib/cni/bridge not found: run scripts/install-test-deps.sh --real-node (containernetworking-plugins)"
                 .into(),
         );
     }
@@ -242,14 +244,7 @@ clusterDomain: cluster.local
             .success()
             .then_some(())
     })?;
-    wait_for("default ServiceAccount", Duration::from_secs(60), || {
-        cluster
-            .kubectl(&["get", "serviceaccount", "default"])
-            .status
-            .success()
-            .then_some(())
-    })?;
-    Ok(())
+    cluster.namespace("default")
 }
 
 /// After the node's processes stopped: the containers they leave (containerd's shims outlive

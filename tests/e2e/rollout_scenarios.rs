@@ -458,22 +458,7 @@ fn exception_yaml(ns: &str, name: &str, expires: Option<&str>) -> String {
 /// namespace waives nothing; the same in hookguard's namespace (the platform's) lets the
 /// privileged hook through; after `expires` it no longer does, and the denial says so.
 fn exceptions_granted_by_the_platform(env: &Env) -> Result<()> {
-    let crd = repo().join("charts/hookguard/crds/hookpolicyexceptions.yaml");
-    env.cluster.run_ok(
-        "kubectl",
-        &["apply", "-f", &crd.display().to_string()],
-        None,
-    )?;
-    env.cluster.run_ok(
-        "kubectl",
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/hookpolicyexceptions.hookguard.io",
-            "--timeout=30s",
-        ],
-        None,
-    )?;
+    env.cluster.install_chart_crd("hookpolicyexceptions")?;
     for ns in [PLATFORM_NS, TEAM_NS] {
         env.cluster.namespace(ns)?;
     }
