@@ -81,7 +81,7 @@ pub struct HookRun {
     /// The release revision current when the run started (Helm writes it before running hooks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
-    /// The events of `helm.sh/hook`, as written.
+    /// The events of `helm.sh/hook` Helm runs the hook for (as Helm parses them).
     pub events: Vec<String>,
     #[serde(default)]
     pub weight: i64,
