@@ -114,7 +114,8 @@ pub fn judge_release<'l>(
             findings: Vec::new(),
             error: None,
         };
-        let value: Value = match serde_saphyr::from_str(&hook.manifest) {
+        // Read as the API server read it when Helm created the hook (YAML 1.1 scalars).
+        let value: Value = match crate::yaml::decode_document(&hook.manifest) {
             Ok(v) => v,
             Err(e) => {
                 out.push(Impact {

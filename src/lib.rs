@@ -23,4 +23,4 @@ pub mod server;
 pub mod table;
 pub mod x509;
 
-pub use hookguard_engine::{admission, hook, lint, object, policy, postrender};
+pub use hookguard_engine::{admission, hook, lint, object, policy, postrender, yaml};

@@ -464,6 +464,12 @@ fn postrender(
         &text,
         namespace.as_deref().filter(|n| !n.is_empty()),
     )?;
+    for unreadable in &rendered.unreadable {
+        eprintln!(
+            "hookguard: {unreadable}; passed through unchanged and unchecked (Kubernetes' YAML \
+             decoder, which Helm uses next, decides)"
+        );
+    }
     if let Some(path) = lint_report {
         let report = serde_json::json!({
             "text": render_text(&rendered.objects),

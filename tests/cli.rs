@@ -441,8 +441,18 @@ fn postrender_fixes_what_helm_4_sends_and_keeps_every_document() {
     let input = helm4_postrender_input().replace("pre-instal\n", "pre-install\n");
     let (code, stdout, stderr) = postrender(&["-n", "shop"], &input);
     assert_eq!(code, Some(0), "{stderr}");
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&stdout).unwrap();
+    let docs = hookguard::yaml::decode_stream(&stdout).unwrap();
     assert_eq!(docs.len(), 3, "{stdout}");
+    // The documents that are not hooks come back byte for byte.
+    let unchanged = |text: &str| {
+        hookguard::yaml::split_stream(text)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.text.to_owned())
+            .filter(|t| !t.contains("helm.sh/hook"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(unchanged(&stdout), unchanged(&input));
     let setup = docs
         .iter()
         .find(|d| d["metadata"]["name"] == "shop-setup")
@@ -479,7 +489,7 @@ fn postrender_refuses_a_typod_hook_event_by_exit_status_or_for_helm() {
     // As Helm 4's plugin: exit 0 with the one document Helm refuses, the report in its name.
     let (code, stdout, _) = postrender(&["--helm-plugin"], &input);
     assert_eq!(code, Some(0));
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&stdout).unwrap();
+    let docs = hookguard::yaml::decode_stream(&stdout).unwrap();
     assert_eq!(docs.len(), 1, "{stdout}");
     assert_eq!(docs[0]["kind"], "PostRenderDenied");
     assert!(docs[0]["metadata"]["name"].is_object());
@@ -516,9 +526,21 @@ fn postrender_lint_report_changes_nothing_and_reports() {
 }
 
 #[test]
-fn postrender_rejects_input_that_is_not_yaml() {
-    let (code, stdout, stderr) = postrender(&[], "a: [\n");
+fn postrender_passes_a_document_it_cannot_read_through_and_says_so() {
+    let input = "a: [\n---\nkind: ConfigMap\n";
+    let (code, stdout, stderr) = postrender(&[], input);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, input);
+    assert!(
+        stderr.contains("document 1 (line 1)") && stderr.contains("passed through unchanged"),
+        "{stderr}"
+    );
+    // A stream Kubernetes' own reader refuses is refused.
+    let (code, stdout, stderr) = postrender(&[], "a: 1\n--- b: 2\n");
     assert_ne!(code, Some(0));
     assert!(stdout.is_empty());
-    assert!(stderr.contains("not valid YAML"), "{stderr}");
+    assert!(
+        stderr.contains("invalid Yaml document separator"),
+        "{stderr}"
+    );
 }

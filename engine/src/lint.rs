@@ -60,7 +60,8 @@ pub fn lint_text(
     text: &str,
     namespace: Option<&str>,
 ) -> Result<Vec<LintedObject>, LintError> {
-    let documents: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| LintError::Yaml {
+    // Read as Kubernetes reads YAML (YAML 1.1 scalars: `0644` is octal, `yes` is true).
+    let documents: Vec<Value> = crate::yaml::decode_stream(text).map_err(|e| LintError::Yaml {
         source_name: source_name.to_owned(),
         message: e.to_string(),
     })?;

@@ -8,11 +8,14 @@
 //! denies, including hooks with an event Helm does not know (Helm would drop them silently),
 //! fail the render.
 
+use json_patch::PatchOperation;
+use json_patch::jsonptr::PointerBuf;
 use serde_json::Value;
 
 use crate::hook::OUTPUT_LOG_POLICY_ANNOTATION;
 use crate::lint::{LintError, LintedObject, Source, judge_object};
-use crate::policy::{Exceptions, Policy};
+use crate::policy::{Exceptions, Policy, add_op};
+use crate::yaml::{self, EditError, EditMethod};
 
 /// The annotation Helm 4 puts on every document it sends to a post-renderer: the template file
 /// the document came from (Helm removes it again afterwards).
@@ -25,25 +28,31 @@ pub const ADDED_OUTPUT_LOG_POLICY: &str = "hook-failed";
 pub enum PostRenderError {
     #[error(transparent)]
     Yaml(#[from] LintError),
-    #[error("cannot apply the fixes to {kind} {name}: {message}")]
-    Patch {
+    #[error("cannot write the fixes into {kind} {name} ({source_name}): {error}")]
+    Edit {
         kind: String,
         name: String,
-        message: String,
+        source_name: String,
+        #[source]
+        error: EditError,
     },
-    #[error("cannot write the manifests back as YAML: {0}")]
-    Write(String),
 }
 
 /// The result of one post-render.
 #[derive(Debug)]
 pub struct PostRendered {
-    /// The manifests to hand back to Helm (YAML, every document of the input in its order).
+    /// The manifests to hand back to Helm: the input, byte for byte, except inside the hook
+    /// documents that were fixed.
     pub manifests: String,
     /// What the engine found on each hook object, with where it came from.
     pub objects: Vec<LintedObject>,
     /// Hook Pods and Jobs that got `helm.sh/hook-output-log-policy` added.
     pub output_log_policies_added: usize,
+    /// Documents that were fixed, and how (in place, or written anew).
+    pub edited: Vec<(usize, EditMethod)>,
+    /// Documents this reader could not read, passed through unchanged and unchecked (Kubernetes'
+    /// own decoder, which Helm uses next, is the judge of them).
+    pub unreadable: Vec<String>,
 }
 
 impl PostRendered {
@@ -54,51 +63,90 @@ impl PostRendered {
 }
 
 /// Runs the engine over every hook object of a multi-document YAML stream (`List` documents
-/// are entered) and writes the fixes into them. Objects that set no namespace are judged in
+/// are entered) and writes the fixes into them, in place. Every byte outside the fixed hook
+/// documents is handed back as it came, and a fixed document, read as Kubernetes reads YAML, is
+/// the object it was plus exactly the fixes. Objects that set no namespace are judged in
 /// `namespace` (the release's).
 pub fn post_render(
     policy: &Policy,
     text: &str,
     namespace: Option<&str>,
 ) -> Result<PostRendered, PostRenderError> {
-    let mut documents: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| LintError::Yaml {
-            source_name: "<post-render input>".to_owned(),
-            message: e.to_string(),
-        })?;
-    // Empty documents (`---` twice) carry nothing Helm would keep.
-    documents.retain(|d| !d.is_null());
+    let chunks = yaml::split_stream(text).map_err(|e| LintError::Yaml {
+        source_name: "<post-render input>".to_owned(),
+        message: e.to_string(),
+    })?;
     let mut result = PostRendered {
-        manifests: String::new(),
+        manifests: String::with_capacity(text.len()),
         objects: Vec::new(),
         output_log_policies_added: 0,
+        edited: Vec::new(),
+        unreadable: Vec::new(),
     };
-    for (i, doc) in documents.iter_mut().enumerate() {
-        let is_list = doc
+    let mut copied_to = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let document = i + 1;
+        let value = match yaml::decode_document(chunk.text) {
+            Ok(value) => value,
+            Err(e) => {
+                result.unreadable.push(format!(
+                    "document {document} (line {}): {e}",
+                    chunk.lines_before + 1
+                ));
+                continue;
+            }
+        };
+        let mut ops = Vec::new();
+        let mut fixed: Option<(String, String, String)> = None;
+        let is_list = value
             .get("kind")
             .and_then(Value::as_str)
             .is_some_and(|k| k.ends_with("List"));
-        match doc.get_mut("items") {
+        match value.get("items") {
             Some(Value::Array(items)) if is_list => {
-                for item in items {
-                    fix(policy, i + 1, item, namespace, &mut result)?;
+                for (n, item) in items.iter().enumerate() {
+                    let index = n.to_string();
+                    let item_ops = fix(policy, document, item, namespace, &mut result, &mut fixed);
+                    ops.extend(
+                        item_ops
+                            .into_iter()
+                            .map(|op| prefixed(op, &["items", &index])),
+                    );
                 }
             }
-            _ => fix(policy, i + 1, doc, namespace, &mut result)?,
+            _ => ops = fix(policy, document, &value, namespace, &mut result, &mut fixed),
         }
+        if ops.is_empty() {
+            continue;
+        }
+        let (edited, method) = yaml::patch_document(chunk.text, &ops).map_err(|error| {
+            let (kind, name, source_name) = fixed.clone().unwrap_or_default();
+            PostRenderError::Edit {
+                kind,
+                name,
+                source_name,
+                error,
+            }
+        })?;
+        result.manifests.push_str(&text[copied_to..chunk.start]);
+        result.manifests.push_str(&edited);
+        copied_to = chunk.start + chunk.text.len();
+        result.edited.push((document, method));
     }
-    result.manifests = serde_saphyr::to_string_multiple(&documents)
-        .map_err(|e| PostRenderError::Write(e.to_string()))?;
+    result.manifests.push_str(&text[copied_to..]);
     Ok(result)
 }
 
+/// The fixes for one object (empty when it is not a hook, is denied, or needs none), and its
+/// finding.
 fn fix(
     policy: &Policy,
     document: usize,
-    value: &mut Value,
+    value: &Value,
     namespace: Option<&str>,
     result: &mut PostRendered,
-) -> Result<(), PostRenderError> {
+    fixed: &mut Option<(String, String, String)>,
+) -> Vec<PatchOperation> {
     let file = value
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(HELM_FILENAME_ANNOTATION))
@@ -109,7 +157,7 @@ fn fix(
         name: &file,
         document,
     };
-    let Some((linted, patch)) = judge_object(
+    let Some((linted, mut patch)) = judge_object(
         policy,
         &source,
         value,
@@ -117,43 +165,44 @@ fn fix(
         None,
         Exceptions::default(),
     ) else {
-        return Ok(());
+        return Vec::new();
     };
-    if !linted.denied() {
-        json_patch::patch(value, &patch).map_err(|e| PostRenderError::Patch {
-            kind: linted.kind.clone(),
-            name: linted.name.clone(),
-            message: e.to_string(),
-        })?;
+    if linted.denied() {
+        patch.clear();
+    } else {
         let logs_kind = matches!(
             (linted.api_version.as_str(), linted.kind.as_str()),
             ("v1", "Pod") | ("batch/v1", "Job")
         );
-        if logs_kind && add_output_log_policy(value) {
+        let names_log_policy = value
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+            .is_some_and(|a| a.contains_key(OUTPUT_LOG_POLICY_ANNOTATION));
+        if logs_kind && !names_log_policy {
+            patch.push(add_op(
+                ["metadata", "annotations", OUTPUT_LOG_POLICY_ANNOTATION],
+                Value::String(ADDED_OUTPUT_LOG_POLICY.to_owned()),
+            ));
             result.output_log_policies_added += 1;
         }
     }
+    if !patch.is_empty() {
+        *fixed = Some((linted.kind.clone(), linted.name.clone(), file));
+    }
     result.objects.push(linted);
-    Ok(())
+    patch
 }
 
-/// Adds `helm.sh/hook-output-log-policy: hook-failed` unless the object names a policy.
-fn add_output_log_policy(value: &mut Value) -> bool {
-    let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return false;
-    };
-    let annotations = metadata
-        .entry("annotations")
-        .or_insert_with(|| Value::Object(Default::default()));
-    match annotations.as_object_mut() {
-        Some(map) if !map.contains_key(OUTPUT_LOG_POLICY_ANNOTATION) => {
-            map.insert(
-                OUTPUT_LOG_POLICY_ANNOTATION.to_owned(),
-                Value::String(ADDED_OUTPUT_LOG_POLICY.to_owned()),
-            );
-            true
+/// `op` with its path moved under `prefix` (an item of a `List`).
+fn prefixed(op: PatchOperation, prefix: &[&str]) -> PatchOperation {
+    let mut tokens: Vec<String> = prefix.iter().map(|t| (*t).to_owned()).collect();
+    match op {
+        PatchOperation::Add(mut add) => {
+            tokens.extend(add.path.tokens().map(|t| t.decoded().into_owned()));
+            add.path = PointerBuf::from_tokens(tokens);
+            PatchOperation::Add(add)
         }
-        _ => false,
+        other => other,
     }
 }
 
@@ -249,7 +298,7 @@ spec:
 "#;
 
     fn documents(text: &str) -> Vec<Value> {
-        serde_saphyr::from_multiple(text).expect("post-render output is YAML")
+        yaml::decode_stream(text).expect("post-render output is YAML")
     }
 
     #[test]
@@ -321,6 +370,62 @@ spec:
             "{}",
             out.manifests
         );
-        assert!(post_render(&Policy::default(), "a: [", None).is_err());
+        // A document this reader cannot read is Kubernetes' decoder's to judge: passed through.
+        let out = post_render(&Policy::default(), "a: [", None).expect("renders");
+        assert_eq!(out.manifests, "a: [");
+        assert_eq!(out.unreadable.len(), 1, "{:?}", out.unreadable);
+        assert!(post_render(&Policy::default(), "a: 1\n--- b: 2\n", None).is_err());
+    }
+
+    /// The issue's reproduction: octal file modes in objects that are not hooks.
+    const NOT_HOOKS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      volumes: [{name: v, configMap: {name: x, defaultMode: 0444}}]\n";
+
+    #[test]
+    fn documents_without_fixes_come_back_byte_for_byte() {
+        let out = post_render(&Policy::default(), NOT_HOOKS, Some("demo")).expect("renders");
+        assert_eq!(out.manifests, NOT_HOOKS);
+        let odd = "\n# leading comment\n---\n---   # empty document\n\nkind: ConfigMap\napiVersion: v1\nmetadata:\n    name:   'spaced'   # odd indentation\ndata: {a: yes, b: 0755, c: ~}\n...\n---\n";
+        let out = post_render(&Policy::default(), odd, None).expect("renders");
+        assert_eq!(out.manifests, odd);
+        assert!(out.edited.is_empty());
+    }
+
+    #[test]
+    fn a_fixed_hook_changes_only_where_the_fix_is() {
+        let hook = "# Source: demo/templates/migrate.yaml\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: demo-migrate   # keep this comment\n  annotations:\n    \"helm.sh/hook\": pre-install\nspec:\n  template:\n    spec:\n      volumes:\n      - name: scripts\n        configMap: {name: demo-scripts, defaultMode: 0755}\n      containers:\n      - name: migrate\n        image: busybox:1.36\n        env: [{name: DEBUG, value: \"on\"}]\n";
+        let text = format!("{NOT_HOOKS}---\n{hook}");
+        let out = post_render(&Policy::default(), &text, Some("demo")).expect("renders");
+        assert_eq!(out.edited, vec![(3, EditMethod::InPlace)]);
+        // Everything before the hook document is untouched, and so is every line of the hook
+        // that no fix names.
+        assert!(out.manifests.starts_with(&format!("{NOT_HOOKS}---\n")));
+        let fixed = &out.manifests[NOT_HOOKS.len() + 4..];
+        for line in hook.lines() {
+            assert!(
+                fixed.lines().any(|l| l == line),
+                "{line:?} is gone:\n{fixed}"
+            );
+        }
+        // Decoded as Kubernetes decodes it: the input object plus exactly the fixes.
+        let before = yaml::decode_document(hook).unwrap();
+        let after = yaml::decode_document(fixed).unwrap();
+        let volumes = "/spec/template/spec/volumes/0/configMap/defaultMode";
+        assert_eq!(after.pointer(volumes), Some(&serde_json::json!(493)));
+        let mut expected = before.clone();
+        let (_, patch) = judge_object(
+            &Policy::default(),
+            &Source {
+                name: "-",
+                document: 1,
+            },
+            &before,
+            Some("demo"),
+            None,
+            Exceptions::default(),
+        )
+        .unwrap();
+        json_patch::patch(&mut expected, &patch).unwrap();
+        expected["metadata"]["annotations"][OUTPUT_LOG_POLICY_ANNOTATION] = "hook-failed".into();
+        assert_eq!(after, expected);
     }
 }
