@@ -10,6 +10,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::object::Object;
+use crate::policy::ways_out::{Subject, ways_out};
 use crate::policy::{
     Decision, EngineError, Exceptions, Labels, Operation, Policy, Request, Skip, evaluate,
 };
@@ -315,7 +316,22 @@ pub fn review_with(
                 response.status = Some(StatusOut {
                     code: 403,
                     reason: "Forbidden",
-                    message: denial_message(kind, &name, &decision),
+                    message: denial_message(kind, &name, &decision, &{
+                        let subject = Subject {
+                            kind,
+                            name: &name,
+                            namespace,
+                            release: req
+                                .object
+                                .as_ref()
+                                .and_then(|o| o.metadata.as_ref())
+                                .and_then(|m| m.labels.as_ref())
+                                .and_then(|l| l.instance.as_deref())
+                                .map(cut),
+                        };
+                        let rules: Vec<&str> = decision.denials.iter().map(|f| f.rule).collect();
+                        ways_out(policy, &rules, &subject)
+                    }),
                 });
                 "denied"
             }
@@ -389,19 +405,25 @@ fn short_response(mut response: ResponseOut<'_>) -> Result<Vec<u8>, serde_json::
     })
 }
 
-/// The message a user sees after `admission webhook "..." denied the request: `.
-pub fn denial_message(kind: &str, name: &str, decision: &Decision) -> String {
+/// The message a user sees after `admission webhook "..." denied the request: `, then the ways
+/// out that need no change to the chart.
+pub fn denial_message(kind: &str, name: &str, decision: &Decision, ways: &[String]) -> String {
     let rules: Vec<String> = decision
         .denials
         .iter()
         .map(|f| format!("[{}] {}", f.rule, f.message))
         .collect();
-    format!(
+    let mut message = format!(
         "hookguard: {kind} {name:?} breaks {} hook rule{}: {}",
         rules.len(),
         if rules.len() == 1 { "" } else { "s" },
         rules.join(" | ")
-    )
+    );
+    if !ways.is_empty() {
+        message.push_str(" || Without changing the chart: ");
+        message.push_str(&ways.join("; "));
+    }
+    message
 }
 
 impl Outcome {
@@ -509,6 +531,17 @@ mod tests {
         assert!(
             msg.starts_with("hookguard: Pod \"t\" breaks 2 hook rules"),
             "{msg}"
+        );
+        // The ways out that need no chart change, for both rules, in the request's namespace.
+        let (_, ways) = msg.split_once(" || Without changing the chart: ").unwrap();
+        assert!(
+            ways.contains(r#"{"hook-event-unknown":"warn","delete-policy-unknown":"warn"}"#)
+                || ways.contains(r#"{"delete-policy-unknown":"warn","hook-event-unknown":"warn"}"#),
+            "{ways}"
+        );
+        assert!(
+            ways.contains(r#""kind":"HookPolicyException""#) && ways.contains(r#""names":["t"]"#),
+            "{ways}"
         );
         assert_eq!(outcome.result, "denied");
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::object::{Object, group_of};
+use crate::policy::ways_out::{Subject, ways_out};
 use crate::policy::{Exceptions, Labels, Operation, Policy, Request, evaluate};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,9 @@ pub struct LintedObject {
     /// Set when the object could not be judged (e.g. a Job whose spec has the wrong shape).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a denied object: what the platform can do about it without a change to the chart.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ways_out: Vec<String>,
 }
 
 impl LintedObject {
@@ -162,6 +166,7 @@ pub fn judge_object(
         namespace: namespace.clone(),
         findings: Vec::new(),
         error: None,
+        ways_out: Vec::new(),
     };
     let req = Request {
         operation: Operation::Create,
@@ -187,6 +192,20 @@ pub fn judge_object(
         Ok(decision) => {
             if decision.allowed() {
                 patch = decision.patch;
+            } else {
+                let rules: Vec<&str> = decision.denials.iter().map(|f| f.rule).collect();
+                let release = object
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.labels.as_ref())
+                    .and_then(|l| l.instance.as_deref());
+                let subject = Subject {
+                    kind: &kind,
+                    name: &linted.name,
+                    namespace: namespace.as_deref().unwrap_or_default(),
+                    release,
+                };
+                linted.ways_out = ways_out(policy, &rules, &subject);
             }
             let tagged = |action: &'static str| {
                 move |f: crate::policy::Finding| LintFinding {
@@ -238,6 +257,12 @@ pub fn render_text(objects: &[LintedObject]) -> String {
                 "warn" => warnings += 1,
                 "mutate" => mutations += 1,
                 _ => {}
+            }
+        }
+        if !o.ways_out.is_empty() {
+            out.push_str("  without changing the chart:\n");
+            for way in &o.ways_out {
+                out.push_str(&format!("    - {way}\n"));
             }
         }
         if o.denied() {

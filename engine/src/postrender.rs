@@ -222,6 +222,12 @@ pub fn denial_report(objects: &[&LintedObject]) -> String {
         for f in o.findings.iter().filter(|f| f.action == "deny") {
             out.push_str(&format!("\n  {at}: [{}] {}", f.rule, f.message));
         }
+        if !o.ways_out.is_empty() {
+            out.push_str("\n    without changing the chart:");
+            for way in &o.ways_out {
+                out.push_str(&format!("\n    - {way}"));
+            }
+        }
     }
     out
 }

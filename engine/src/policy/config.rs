@@ -215,6 +215,8 @@ pub struct Policy {
     overrides: Vec<CompiledOverride>,
     exempt_namespaces: Vec<WildMatch>,
     exception_namespaces: Vec<WildMatch>,
+    /// A namespace (no glob) where HookPolicyExceptions count, for messages that suggest one.
+    exception_namespace_hint: Option<String>,
     object_rules_all: bool,
 }
 
@@ -407,12 +409,19 @@ impl Policy {
             .iter()
             .map(|g| WildMatch::new(g))
             .collect();
+        let exception_namespace_hint = config
+            .exceptions
+            .namespaces
+            .iter()
+            .find(|n| !n.contains(['*', '?']))
+            .cloned();
         Ok(Policy {
             config,
             modes,
             overrides,
             exempt_namespaces,
             exception_namespaces,
+            exception_namespace_hint,
             object_rules_all,
         })
     }
@@ -430,6 +439,7 @@ impl Policy {
     pub fn with_own_namespace(mut self, namespace: &str) -> Self {
         if !namespace.is_empty() && self.config.exceptions.namespaces.is_empty() {
             self.exception_namespaces = vec![WildMatch::new(namespace)];
+            self.exception_namespace_hint = Some(namespace.to_owned());
         }
         self.with_exempt_namespace(namespace)
     }
@@ -441,6 +451,12 @@ impl Policy {
                 .exception_namespaces
                 .iter()
                 .any(|g| g.matches(namespace))
+    }
+
+    /// A namespace whose HookPolicyExceptions count, when one is known by name (messages
+    /// suggest creating one there).
+    pub fn exception_namespace_hint(&self) -> Option<&str> {
+        self.exception_namespace_hint.as_deref()
     }
 
     pub fn config(&self) -> &Config {

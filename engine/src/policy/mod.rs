@@ -6,6 +6,7 @@ pub mod did_you_mean;
 pub mod exception;
 pub mod rules;
 pub mod selector;
+pub mod ways_out;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
