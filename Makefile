@@ -31,7 +31,7 @@ unit:
 
 ## Fuzzing (fuzz/README.md): cargo-fuzz on the nightly toolchain. `fuzz-short` runs every target
 ## for FUZZ_SECONDS and fails on any crash or broken invariant; `fuzz-long` is the recorded run.
-FUZZ_TARGETS := review review_structured policy_config lint
+FUZZ_TARGETS := review review_structured policy_config lint postrender
 FUZZ_SECONDS ?= 8
 FUZZ_RUNS ?= 10000000
 FUZZ := $(CARGO) +nightly fuzz
@@ -39,6 +39,7 @@ FUZZ_DICT_review := dicts/review.dict
 FUZZ_DICT_review_structured :=
 FUZZ_DICT_policy_config := dicts/yaml.dict
 FUZZ_DICT_lint := dicts/yaml.dict
+FUZZ_DICT_postrender := dicts/yaml.dict
 
 fuzz-tools:
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || { \

@@ -48,11 +48,23 @@ pub struct PostRendered {
     pub objects: Vec<LintedObject>,
     /// Hook Pods and Jobs that got `helm.sh/hook-output-log-policy` added.
     pub output_log_policies_added: usize,
-    /// Documents that were fixed, and how (in place, or written anew).
-    pub edited: Vec<(usize, EditMethod)>,
+    /// Documents that were fixed: which, how, and with what.
+    pub edited: Vec<EditedDocument>,
     /// Documents this reader could not read, passed through unchanged and unchecked (Kubernetes'
     /// own decoder, which Helm uses next, is the judge of them).
     pub unreadable: Vec<String>,
+}
+
+/// One document the post-renderer changed.
+#[derive(Debug, Clone)]
+pub struct EditedDocument {
+    /// 1-based, in the stream as Kubernetes' reader cuts it.
+    pub document: usize,
+    /// In place (every other byte kept), or written anew.
+    pub method: EditMethod,
+    /// The fixes, as JSON Patch operations on the document's object: decoded, the output
+    /// document is the input document with exactly these applied.
+    pub fixes: Vec<PatchOperation>,
 }
 
 impl PostRendered {
@@ -131,7 +143,11 @@ pub fn post_render(
         result.manifests.push_str(&text[copied_to..chunk.start]);
         result.manifests.push_str(&edited);
         copied_to = chunk.start + chunk.text.len();
-        result.edited.push((document, method));
+        result.edited.push(EditedDocument {
+            document,
+            method,
+            fixes: ops,
+        });
     }
     result.manifests.push_str(&text[copied_to..]);
     Ok(result)
@@ -401,7 +417,11 @@ spec:
         let hook = "# Source: demo/templates/migrate.yaml\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: demo-migrate   # keep this comment\n  annotations:\n    \"helm.sh/hook\": pre-install\nspec:\n  template:\n    spec:\n      volumes:\n      - name: scripts\n        configMap: {name: demo-scripts, defaultMode: 0755}\n      containers:\n      - name: migrate\n        image: busybox:1.36\n        env: [{name: DEBUG, value: \"on\"}]\n";
         let text = format!("{NOT_HOOKS}---\n{hook}");
         let out = post_render(&Policy::default(), &text, Some("demo")).expect("renders");
-        assert_eq!(out.edited, vec![(3, EditMethod::InPlace)]);
+        assert_eq!(out.edited.len(), 1);
+        assert_eq!(
+            (out.edited[0].document, out.edited[0].method),
+            (3, EditMethod::InPlace)
+        );
         // Everything before the hook document is untouched, and so is every line of the hook
         // that no fix names.
         assert!(out.manifests.starts_with(&format!("{NOT_HOOKS}---\n")));

@@ -17,6 +17,7 @@ mod inventory_scenarios;
 mod latency;
 mod pki;
 mod plugin_scenarios;
+mod postrender_corpus;
 mod proc;
 mod ratchet_scenarios;
 mod real_node;
@@ -146,6 +147,7 @@ fn main() -> ExitCode {
     all.extend_from_slice(ratchet_scenarios::ALL);
     all.extend_from_slice(rollout_scenarios::ALL);
     all.extend_from_slice(plugin_scenarios::ALL);
+    all.extend_from_slice(postrender_corpus::ALL);
     // The real-node suite (`make e2e-real-node`) is its own run: a real kubelet, not kwok.
     let real_node = std::env::args().any(|a| a == "--real-node");
     if real_node {

@@ -28,7 +28,7 @@ fn chart() -> String {
 }
 
 /// PATH with the `hookguard` binary first: the plugins call `hookguard`.
-fn path_with_hookguard() -> String {
+pub fn path_with_hookguard() -> String {
     let bin = exe();
     let dir = bin.parent().map(PathBuf::from).unwrap_or_default();
     format!(

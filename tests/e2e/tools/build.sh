@@ -178,6 +178,23 @@ else
 	log "kube binaries ${KUBE_VERSION}: already built"
 fi
 
+# --- yamljson (test tooling of hookguard's own) ----------------------------------------------
+# Kubernetes' YAML reader (k8s.io/apimachinery at the version above) as a filter, so the suite can
+# check that hookguard reads YAML as Kubernetes does. Small and quick to build once the Kubernetes
+# modules are downloaded; rebuilt whenever its source changes (a stamp holds the source hash).
+yamljson_hash=$(cd "$here/kube" && cat cmd/yamljson/main.go go.mod go.sum | sha256sum | cut -c1-16)
+if ! built yamljson || [[ "$(cat "$bin/.yamljson.stamp" 2>/dev/null)" != "$yamljson_hash" ]]; then
+	t0=$SECONDS
+	log "building yamljson (k8s.io/apimachinery's YAML decoder) ..."
+	new_tmp
+	(cd "$here/kube" && go build -mod=readonly -trimpath -ldflags "-s -w" -o "$out/yamljson" ./cmd/yamljson)
+	mv -f "$out/yamljson" "$bin/yamljson"
+	printf '%s\n' "$yamljson_hash" >"$bin/.yamljson.stamp"
+	log "built yamljson in $((SECONDS - t0))s"
+else
+	log "yamljson: already built"
+fi
+
 # --- etcd ----------------------------------------------------------------------------------
 if ! built etcd; then
 	t0=$SECONDS
@@ -232,11 +249,11 @@ go_install_as helm4 helm.sh/helm/v4/cmd/helm "$HELM4_VERSION" \
 go_install_as kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" "-s -w"
 
 # --- summary ------------------------------------------------------------------------------------
-for n in "${kube_bins[@]}" etcd helm helm4 kwok; do
+for n in "${kube_bins[@]}" yamljson etcd helm helm4 kwok; do
 	built "$n" || die "$bin/$n is missing after the build"
 done
 log "done in $((SECONDS - started))s"
-for n in "${kube_bins[@]}" etcd helm helm4 kwok; do
+for n in "${kube_bins[@]}" yamljson etcd helm helm4 kwok; do
 	log "  $(du -h "$bin/$n" | cut -f1)	$n"
 done
 printf '%s\n' "$bin" >&3
