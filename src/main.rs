@@ -471,9 +471,11 @@ fn postrender(
         );
     }
     if let Some(path) = lint_report {
+        let denied: Vec<&str> = rendered.denied().map(|o| o.source.as_str()).collect();
         let report = serde_json::json!({
             "text": render_text(&rendered.objects),
-            "denied": rendered.denied().next().is_some(),
+            "denied": !denied.is_empty(),
+            "deniedTemplates": denied,
         });
         std::fs::write(&path, serde_json::to_vec(&report)?)
             .with_context(|| format!("writing the lint report {}", path.display()))?;
@@ -549,11 +551,38 @@ fn helm_plugin(args: Vec<String>) -> anyhow::Result<ExitCode> {
     let found: serde_json::Value =
         serde_json::from_slice(&found).context("reading the post-renderer's report")?;
     print!("{}", found["text"].as_str().unwrap_or_default());
+    // Where a denied hook's template is guarded by a value, that value skips the hook.
+    let chart = rest.first().map(PathBuf::from).filter(|p| p.is_dir());
+    let templates = found["deniedTemplates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for template in templates.iter().filter_map(|t| t.as_str()) {
+        if let Some(switch) = chart.as_deref().and_then(|c| hook_switch_in(c, template)) {
+            println!("{template}: to skip this hook without changing the chart: --set {switch}");
+        }
+    }
     Ok(if found["denied"].as_bool() != Some(false) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The value that skips the hook rendered by `template` (`chart/templates/x.yaml`, or
+/// `chart/charts/sub/templates/x.yaml` for a subchart) of the chart in directory `chart`.
+fn hook_switch_in(chart: &std::path::Path, template: &str) -> Option<String> {
+    let mut parts = template.split('/');
+    parts.next()?;
+    let relative: Vec<&str> = parts.collect();
+    let mut prefix = Vec::new();
+    let mut i = 0;
+    while i + 1 < relative.len() && relative[i] == "charts" {
+        prefix.push(relative[i + 1]);
+        i += 2;
+    }
+    let text = std::fs::read_to_string(chart.join(relative.join("/"))).ok()?;
+    hookguard::lint::hook_switch(&text, &prefix.join("."))
 }
 
 fn lint(

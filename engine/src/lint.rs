@@ -381,3 +381,162 @@ spec:
         assert_eq!(objects.len(), 1);
     }
 }
+
+/// The value that switches a hook off, read from the template that renders it: when the whole
+/// template sits inside `{{ if .Values.x.y }}` (alone, or as one term of an `and`), setting it to
+/// false (`true` for a `not` term) means the hook is not rendered at all. `prefix` is the
+/// subchart's path in the parent's values (`""` for the chart itself). `None` when the template
+/// does not start with such a condition: nothing is guessed.
+pub fn hook_switch(template: &str, prefix: &str) -> Option<String> {
+    let mut rest = template.trim_start();
+    // Comments (`{{/* ... */}}`, `{{- /* ... */ -}}`) may come first.
+    loop {
+        let Some(after) = rest.strip_prefix("{{") else {
+            return None;
+        };
+        let after = after.strip_prefix('-').unwrap_or(after).trim_start();
+        if let Some(comment) = after.strip_prefix("/*") {
+            let end = comment.find("*/")?;
+            let close = comment[end..].find("}}")?;
+            rest = comment[end + close + 2..].trim_start();
+            continue;
+        }
+        let condition = after.strip_prefix("if ")?;
+        let end = condition.find("}}")?;
+        let condition = condition[..end].trim().trim_end_matches('-').trim();
+        return switch_of(condition).map(|(path, value)| {
+            if prefix.is_empty() {
+                format!("{path}={value}")
+            } else {
+                format!("{prefix}.{path}={value}")
+            }
+        });
+    }
+}
+
+/// `.Values.a.b` → (`a.b`, false); `not .Values.a` → (`a`, true); `and T1 T2 ...` → the first
+/// term that is one of those (any one false makes the `and` false); anything else → `None`.
+fn switch_of(condition: &str) -> Option<(String, bool)> {
+    let condition = condition.trim();
+    let unparen = condition
+        .strip_prefix('(')
+        .and_then(|c| c.strip_suffix(')'))
+        .map(str::trim);
+    if let Some(inner) = unparen
+        && balanced(inner)
+    {
+        return switch_of(inner);
+    }
+    let values_path = |term: &str| {
+        let path = term.strip_prefix(".Values.")?;
+        path.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+            .then(|| path.to_owned())
+    };
+    if let Some(path) = values_path(condition) {
+        return Some((path, false));
+    }
+    if let Some(term) = condition.strip_prefix("not ") {
+        return values_path(term.trim()).map(|p| (p, true));
+    }
+    let terms = condition.strip_prefix("and ")?;
+    split_terms(terms)
+        .into_iter()
+        .find_map(|term| switch_of(term).filter(|_| !term.trim_start().starts_with("(or")))
+}
+
+fn balanced(s: &str) -> bool {
+    let mut depth = 0i32;
+    for c in s.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+/// The space-separated terms of a template call, parenthesised terms kept whole.
+fn split_terms(s: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0i32, None);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => {
+                if depth == 0 && start.is_none() {
+                    start = Some(i);
+                }
+                depth += 1;
+            }
+            ')' => depth -= 1,
+            ' ' | '\t' | '\n' if depth == 0 => {
+                if let Some(st) = start.take() {
+                    terms.push(&s[st..i]);
+                }
+            }
+            _ if start.is_none() => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(st) = start {
+        terms.push(&s[st..]);
+    }
+    terms
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::hook_switch;
+
+    #[test]
+    fn the_condition_around_a_template_names_the_value_that_skips_the_hook() {
+        let cases = [
+            (
+                "{{- if .Values.upgradeCRDs.enabled }}\nkind: Job\n",
+                "",
+                Some("upgradeCRDs.enabled=false"),
+            ),
+            (
+                "{{- if and .Values.preUpgradeChecker.jobEnabled .Values.preUpgradeChecker.upgradeVersionCheck}}\n",
+                "",
+                Some("preUpgradeChecker.jobEnabled=false"),
+            ),
+            (
+                "{{- if not .Values.disableValidatingWebhook }}\n",
+                "",
+                Some("disableValidatingWebhook=true"),
+            ),
+            (
+                "{{- if and (not .Values.postInstall.labelNamespace.enabled) .Values.postInstall.probeWebhook.enabled }}",
+                "",
+                Some("postInstall.labelNamespace.enabled=true"),
+            ),
+            (
+                "{{- if and (or (not .Values.a) (not .Values.b)) .Values.c.enabled }}",
+                "",
+                Some("c.enabled=false"),
+            ),
+            (
+                "{{/* a comment */}}\n{{- if .Values.tests.enabled -}}\n",
+                "sub",
+                Some("sub.tests.enabled=false"),
+            ),
+            ("{{- if or .Values.a .Values.b }}", "", None),
+            ("apiVersion: v1\n{{- if .Values.a }}", "", None),
+            ("{{- if gt (int .Values.x) 0 }}", "", None),
+        ];
+        for (template, prefix, expected) in cases {
+            assert_eq!(
+                hook_switch(template, prefix).as_deref(),
+                expected,
+                "{template}"
+            );
+        }
+    }
+}

@@ -182,6 +182,35 @@ fn postrender_plugin(env: &Env) -> Result<()> {
         lint.status.code() == Some(1) && linted.contains("did you mean \"pre-install\""),
         || format!("helm hookguard lint did not deny the typo: {linted}"),
     )?;
+    // A denied hook whose template is guarded by a value: lint names that value, and the
+    //    platform's ways out (override, exception).
+    let strict =
+        std::env::temp_dir().join(format!("hookguard-e2e-strict-{}.yaml", std::process::id()));
+    std::fs::write(
+        &strict,
+        "rules: {image-tag: enforce}\nimageTag: {mutableTags: [\"1.36\"]}\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let path = path_with_hookguard();
+    let guarded = env.cluster.run_env(
+        "helm4",
+        &[
+            ("PATH", path.as_str()),
+            ("HOOKGUARD_CONFIG", &strict.display().to_string()),
+        ],
+        &["hookguard", "lint", &chart, "--set", "check.enabled=true"],
+    );
+    let _ = std::fs::remove_file(&strict);
+    let linted = out_text(&guarded);
+    ensure(
+        guarded.status.code() == Some(1)
+            && linted.contains(
+                "plugged/templates/check-job.yaml: to skip this hook without changing the chart: --set check.enabled=false",
+            )
+            && linted.contains("without changing the chart:")
+            && linted.contains("HookPolicyException"),
+        || format!("helm hookguard lint did not name the ways out: {linted}"),
+    )?;
     let clean = helm4(env, &["hookguard", "lint", &chart]);
     ensure(clean.status.success(), || {
         format!(
