@@ -391,9 +391,7 @@ pub fn hook_switch(template: &str, prefix: &str) -> Option<String> {
     let mut rest = template.trim_start();
     // Comments (`{{/* ... */}}`, `{{- /* ... */ -}}`) may come first.
     loop {
-        let Some(after) = rest.strip_prefix("{{") else {
-            return None;
-        };
+        let after = rest.strip_prefix("{{")?;
         let after = after.strip_prefix('-').unwrap_or(after).trim_start();
         if let Some(comment) = after.strip_prefix("/*") {
             let end = comment.find("*/")?;
