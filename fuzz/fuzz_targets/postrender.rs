@@ -21,7 +21,11 @@ fn intended(op: &PatchOperation) -> bool {
     let PatchOperation::Add(add) = op else {
         return false;
     };
-    let tokens: Vec<String> = add.path.tokens().map(|t| t.decoded().into_owned()).collect();
+    let tokens: Vec<String> = add
+        .path
+        .tokens()
+        .map(|t| t.decoded().into_owned())
+        .collect();
     let mut t: Vec<&str> = tokens.iter().map(String::as_str).collect();
     if t.len() > 2 && t[0] == "items" && t[1].parse::<usize>().is_ok() {
         t.drain(..2);
@@ -67,7 +71,12 @@ fuzz_target!(|data: &[u8]| {
         );
         previous = (a.start + a.text.len(), b.start + b.text.len());
         match rendered.edited.iter().find(|e| e.document == i + 1) {
-            None => assert_eq!(a.text, b.text, "document {} was not fixed, yet changed", i + 1),
+            None => assert_eq!(
+                a.text,
+                b.text,
+                "document {} was not fixed, yet changed",
+                i + 1
+            ),
             Some(edit) => {
                 assert!(!edit.fixes.is_empty());
                 for op in &edit.fixes {
@@ -76,7 +85,12 @@ fuzz_target!(|data: &[u8]| {
                 let mut expected = decode_document(a.text).expect("a fixed document was read");
                 json_patch::patch(&mut expected, &edit.fixes).expect("the fixes apply");
                 let got = decode_document(b.text).expect("a fixed document reads back");
-                assert_eq!(got, expected, "document {} is not the input plus its fixes", i + 1);
+                assert_eq!(
+                    got,
+                    expected,
+                    "document {} is not the input plus its fixes",
+                    i + 1
+                );
             }
         }
     }
