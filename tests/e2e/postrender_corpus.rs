@@ -401,8 +401,9 @@ fn read_both(env: &Env, texts: [&str; 2], what: &str) -> Result<[Vec<Value>; 2]>
     Ok(out)
 }
 
-/// The texts of the documents that are not hooks (and not random), in order.
-fn plain_documents(text: &str, skip: &BTreeSet<usize>) -> Result<Vec<String>> {
+/// The texts of the object documents of a stream that are hooks (`hooks`) or are not, leaving
+/// out those at the object indices in `skip` (random content), in order.
+fn documents(text: &str, hooks: bool, skip: &BTreeSet<usize>) -> Result<Vec<String>> {
     let chunks = hookguard::yaml::split_stream(text).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let mut object = 0;
@@ -411,12 +412,17 @@ fn plain_documents(text: &str, skip: &BTreeSet<usize>) -> Result<Vec<String>> {
         if !value.is_object() {
             continue;
         }
-        if !is_hook(&value) && !skip.contains(&object) {
+        if is_hook(&value) == hooks && !skip.contains(&object) {
             out.push(c.text.to_owned());
         }
         object += 1;
     }
     Ok(out)
+}
+
+/// The documents of objects that are not hooks.
+fn plain_documents(text: &str, skip: &BTreeSet<usize>) -> Result<Vec<String>> {
+    documents(text, false, skip)
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -519,21 +525,10 @@ fn check_chart(
     env.cluster.namespace(&chart.namespace)?;
     // (Objects with random content are left out: their names differ between the renders.)
     let hook_docs = |text: &str| -> Result<String> {
-        let chunks = hookguard::yaml::split_stream(text).map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        let mut object = 0;
-        for c in chunks {
-            let value = hookguard::yaml::decode_document(c.text).map_err(|e| e.to_string())?;
-            if !value.is_object() {
-                continue;
-            }
-            if is_hook(&value) && !random.contains(&object) {
-                out.push_str("---\n");
-                out.push_str(c.text);
-            }
-            object += 1;
-        }
-        Ok(out)
+        Ok(documents(text, true, &random)?
+            .iter()
+            .map(|d| format!("---\n{d}"))
+            .collect())
     };
     let created_before = dry_run_creates(env, &chart.namespace, &hook_docs(&noop)?);
     let created_after = dry_run_creates(env, &chart.namespace, &hook_docs(&fixed)?);

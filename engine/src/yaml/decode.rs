@@ -82,12 +82,35 @@ impl Decoder<'_> {
             }
             NodeKind::Alias { target } => {
                 let target = *target;
-                self.enter_alias(target)?;
-                let value = self.value(target);
-                self.leave_alias();
-                value
+                self.through_alias(target, |d| d.value(target))
             }
         }
+    }
+
+    /// Runs `f` inside the expansion of an alias of `target` (counted against the aliasing
+    /// budget; an alias met again inside its own expansion is an error).
+    fn through_alias<T>(
+        &mut self,
+        target: NodeId,
+        f: impl FnOnce(&mut Self) -> Result<T, YamlError>,
+    ) -> Result<T, YamlError> {
+        self.enter_alias(target)?;
+        let result = f(self);
+        self.leave_alias();
+        result
+    }
+
+    /// A merge key's alias of a mapping: the alias node and the mapping count, as in go-yaml.
+    fn merge_alias(
+        &mut self,
+        target: NodeId,
+        map: &mut Map<String, Value>,
+    ) -> Result<(), YamlError> {
+        self.count()?;
+        self.through_alias(target, |d| {
+            d.count()?;
+            d.fill(target, map)
+        })
     }
 
     fn enter_alias(&mut self, target: NodeId) -> Result<(), YamlError> {
@@ -147,11 +170,7 @@ impl Decoder<'_> {
                 if !matches!(self.tree.node(target).kind, NodeKind::Mapping { .. }) {
                     return Err(want_map());
                 }
-                self.count()?;
-                self.enter_alias(target)?;
-                let filled = self.count().and_then(|()| self.fill(target, map));
-                self.leave_alias();
-                filled
+                self.merge_alias(target, map)
             }
             NodeKind::Sequence { items, .. } => {
                 // Earlier mappings take precedence: go-yaml merges them last.
@@ -166,11 +185,7 @@ impl Decoder<'_> {
                             if matches!(self.tree.node(*target).kind, NodeKind::Mapping { .. }) =>
                         {
                             let target = *target;
-                            self.count()?;
-                            self.enter_alias(target)?;
-                            let filled = self.count().and_then(|()| self.fill(target, map));
-                            self.leave_alias();
-                            filled?;
+                            self.merge_alias(target, map)?;
                         }
                         _ => return Err(want_map()),
                     }
@@ -188,10 +203,7 @@ impl Decoder<'_> {
             NodeKind::Scalar { value, tag, .. } => key_to_string(resolve(tag, value)?),
             NodeKind::Alias { target } => {
                 let target = *target;
-                self.enter_alias(target)?;
-                let key = self.key(target);
-                self.leave_alias();
-                key
+                self.through_alias(target, |d| d.key(target))
             }
             NodeKind::Mapping { .. } | NodeKind::Sequence { .. } => {
                 Err(YamlError::new("invalid map key: a mapping or sequence"))

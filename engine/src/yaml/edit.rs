@@ -147,7 +147,14 @@ fn apply_in_place(text: &str, op: &PatchOperation, newline: &str) -> Result<Stri
     }
     let indent = prefix.chars().count();
     let mut entry = String::new();
-    block_entry(&mut entry, &key, value, indent, newline);
+    write_block_member(
+        &mut entry,
+        &key,
+        value,
+        indent,
+        newline,
+        Strings::PlainWhereSafe,
+    );
     entry.push_str(newline);
     entry.push_str(&" ".repeat(indent));
     Ok(splice(text, at..at, &entry))
@@ -255,26 +262,6 @@ fn compact_flow(value: &Value) -> String {
     }
 }
 
-/// `key: value` in block style at `indent` (the first line's indentation is the caller's);
-/// non-empty mappings continue on the next lines, two spaces deeper.
-fn block_entry(out: &mut String, key: &str, value: &Value, indent: usize, newline: &str) {
-    out.push_str(key);
-    out.push(':');
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                out.push_str(newline);
-                out.push_str(&" ".repeat(indent + 2));
-                block_entry(out, &render_key(k), v, indent + 2, newline);
-            }
-        }
-        other => {
-            out.push(' ');
-            out.push_str(&inline_value(other, true));
-        }
-    }
-}
-
 /// The document written anew from `value`, after the comments and separator that led the
 /// original text.
 fn rewrite(text: &str, value: &Value, newline: &str) -> String {
@@ -301,7 +288,7 @@ fn rewrite(text: &str, value: &Value, newline: &str) -> String {
                     out.push_str(newline);
                 }
                 first = false;
-                write_block_member(&mut out, &render_key(k), v, 0, newline);
+                write_block_member(&mut out, &render_key(k), v, 0, newline, Strings::Quoted);
             }
             out.push_str(newline);
         }
@@ -313,20 +300,43 @@ fn rewrite(text: &str, value: &Value, newline: &str) -> String {
     out
 }
 
-/// One member in block style at `indent`, every string double-quoted.
-fn write_block_member(out: &mut String, key: &str, value: &Value, indent: usize, newline: &str) {
-    out.push_str(key);
-    out.push(':');
-    write_block_value(out, value, indent, newline);
+/// How block output writes strings.
+#[derive(Clone, Copy)]
+enum Strings {
+    /// Plain where [`plain_safe`], else double-quoted (a member inserted in place).
+    PlainWhereSafe,
+    /// Always double-quoted (a document written anew).
+    Quoted,
 }
 
-fn write_block_value(out: &mut String, value: &Value, indent: usize, newline: &str) {
+/// One member in block style at `indent` (the first line's indentation is the caller's);
+/// non-empty mappings and sequences continue on the next lines.
+fn write_block_member(
+    out: &mut String,
+    key: &str,
+    value: &Value,
+    indent: usize,
+    newline: &str,
+    strings: Strings,
+) {
+    out.push_str(key);
+    out.push(':');
+    write_block_value(out, value, indent, newline, strings);
+}
+
+fn write_block_value(
+    out: &mut String,
+    value: &Value,
+    indent: usize,
+    newline: &str,
+    strings: Strings,
+) {
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
                 out.push_str(newline);
                 out.push_str(&" ".repeat(indent + 2));
-                write_block_member(out, &render_key(k), v, indent + 2, newline);
+                write_block_member(out, &render_key(k), v, indent + 2, newline, strings);
             }
         }
         Value::Array(items) if !items.is_empty() => {
@@ -336,35 +346,37 @@ fn write_block_value(out: &mut String, value: &Value, indent: usize, newline: &s
                 out.push_str("- ");
                 match item {
                     Value::Object(map) if !map.is_empty() => {
-                        let mut first = true;
-                        for (k, v) in map {
-                            if !first {
+                        for (n, (k, v)) in map.iter().enumerate() {
+                            if n > 0 {
                                 out.push_str(newline);
                                 out.push_str(&" ".repeat(indent + 2));
                             }
-                            first = false;
-                            write_block_member(out, &render_key(k), v, indent + 2, newline);
+                            write_block_member(
+                                out,
+                                &render_key(k),
+                                v,
+                                indent + 2,
+                                newline,
+                                strings,
+                            );
                         }
                     }
-                    Value::Array(inner) if !inner.is_empty() => {
-                        out.push_str(&compact_flow(item));
-                    }
-                    other => out.push_str(&scalar_text(other)),
+                    other => out.push_str(&scalar_text(other, strings)),
                 }
             }
         }
         other => {
             out.push(' ');
-            out.push_str(&scalar_text(other));
+            out.push_str(&scalar_text(other, strings));
         }
     }
 }
 
-/// A scalar or an empty collection, strings always double-quoted.
-fn scalar_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => quoted(s),
-        other => compact_flow(other),
+/// A scalar, or a collection on one line (flow).
+fn scalar_text(value: &Value, strings: Strings) -> String {
+    match strings {
+        Strings::PlainWhereSafe => inline_value(value, true),
+        Strings::Quoted => compact_flow(value),
     }
 }
 

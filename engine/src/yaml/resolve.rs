@@ -42,11 +42,11 @@ pub(crate) fn resolve(tag: &ScalarTag, text: &str) -> Result<Scalar, YamlError> 
         ScalarTag::Core(suffix) => Some(suffix.as_str()),
     };
     match core {
-        None => Ok(resolve_plain(text, false)),
+        None => Ok(resolve_plain(text)),
         Some("str") => Ok(Scalar::Str(text.to_owned())),
         Some("binary") => decode_binary(text),
         Some(suffix @ ("bool" | "int" | "float" | "null" | "timestamp")) => {
-            let resolved = resolve_plain(text, suffix == "timestamp");
+            let resolved = resolve_plain(text);
             let fits = match (&resolved, suffix) {
                 (Scalar::Bool(_), "bool") | (Scalar::Null, "null") => true,
                 (Scalar::Int(_) | Scalar::Uint(_), "int") => true,
@@ -84,7 +84,7 @@ fn decode_binary(text: &str) -> Result<Scalar, YamlError> {
 }
 
 /// `resolve("", text)` of go-yaml v2 for a plain scalar.
-fn resolve_plain(text: &str, _timestamp_tag: bool) -> Scalar {
+fn resolve_plain(text: &str) -> Scalar {
     match text {
         "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
             return Scalar::Bool(true);
